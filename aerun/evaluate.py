@@ -1,0 +1,177 @@
+"""Evaluation of checkpoints: reconstruction error of a model and of PCA with the same code size.
+
+Errors are on the [0, 1] pixel scale: SSE per image is the sum of squared pixel
+errors of one image, MSE = SSE / pixels, PSNR = 10 log10(1 / MSE) (peak 1).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+import yaml
+from torch import nn
+
+from aerun import checkpoint as ckpt
+from aerun.data import load_split
+from aerun.errors import UserError
+from aerun.models import PCA
+
+EVAL_JSON = "eval.json"
+EVAL_MD = "eval.md"
+EVAL_BATCH = 4096
+
+
+# --------------------------------------------------------------------------- runs and sweeps
+
+
+def find_runs(path: Path) -> list[Path]:
+    """The run directories under `path`: itself if it is a run, else the jobs of a sweep."""
+    path = Path(path)
+    if not path.is_dir():
+        raise UserError(f"run={path} is not a directory; pass a run or sweep directory under outputs/")
+    if (path / ckpt.CHECKPOINT).exists():
+        return [path]
+    jobs = [p.parent.parent for p in path.glob(f"*/{ckpt.CHECKPOINT}")]
+    if not jobs:
+        raise UserError(f"run={path} holds no {ckpt.CHECKPOINT} and no sweep jobs with one; train first")
+    return sorted(jobs, key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))
+
+
+def is_sweep(path: Path, runs: list[Path]) -> bool:
+    return runs != [Path(path)]
+
+
+def job_labels(runs: list[Path]) -> list[str]:
+    """Label each job by the command-line overrides that differ between jobs (e.g. `model.hidden=64`)."""
+    overrides = []
+    for run in runs:
+        file = run / ".hydra" / "overrides.yaml"
+        overrides.append(yaml.safe_load(file.read_text()) or [] if file.exists() else [])
+    common = set.intersection(*(set(o) for o in overrides)) if overrides else set()
+    labels = [" ".join(o for o in job if o not in common) for job in overrides]
+    return [label or run.name for label, run in zip(labels, runs)]
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+@torch.no_grad()
+def sse_per_image(model: nn.Module, images: torch.Tensor, batch_size: int = EVAL_BATCH) -> torch.Tensor:
+    """Sum of squared pixel errors of each image, float64, shape (N,)."""
+    model.eval()
+    out = []
+    for chunk in images.split(batch_size):
+        recon, _ = model(chunk)
+        out.append((recon - chunk).double().pow(2).flatten(1).sum(1))
+    return torch.cat(out)
+
+
+def summarise(sse: torch.Tensor, pixels: int) -> dict[str, float]:
+    mean_sse = sse.mean().item()
+    mse = mean_sse / pixels
+    return {"sse_per_image": mean_sse, "mse": mse, "psnr_db": 10 * math.log10(1 / mse) if mse > 0 else math.inf}
+
+
+_PCA_CACHE: dict[tuple, PCA] = {}
+
+
+def fitted_pca(dataset: Mapping[str, Any], k: int, data_dir: Path | str, device: torch.device | str) -> PCA:
+    """PCA with k components fitted on the training split (cached per process, for sweeps)."""
+    key = (json.dumps(dict(dataset), sort_keys=True, default=str), k, str(Path(data_dir).resolve()), str(device))
+    if key not in _PCA_CACHE:
+        train = load_split(dataset, "train", data_dir, device)
+        _PCA_CACHE[key] = PCA(k).to(device).fit(train.images).eval()
+    return _PCA_CACHE[key]
+
+
+def evaluate_run(run_dir: Path, data_dir: Path | str, device: torch.device | str) -> dict[str, Any]:
+    """Metrics of one run's checkpoint on its data set's test split, with PCA at the same code size."""
+    checkpoint = ckpt.load(Path(run_dir) / ckpt.CHECKPOINT)
+    dataset = checkpoint["config"]["dataset"]
+    test = load_split(dataset, "test", data_dir, device)
+    model = ckpt.rebuild(checkpoint, device)
+    pca = fitted_pca(dataset, model.code_dim, data_dir, device)
+    showcase = [int(i) for i in dataset["showcase"]]
+    if max(showcase) >= len(test):
+        raise UserError(f"dataset.showcase index {max(showcase)} is past the test split's {len(test)} images")
+    pixels = test.images[0].numel()
+    result: dict[str, Any] = {
+        "dataset": dataset["name"],
+        "split": "test",
+        "n_images": len(test),
+        "run_dir": str(run_dir),
+        "epoch": checkpoint["epoch"],
+        "step": checkpoint["step"],
+        "showcase": {"indices": showcase, "labels": test.labels[showcase].tolist()},
+    }
+    for key, m, name in (("model", model, checkpoint["model"]["name"]), ("pca", pca, None)):
+        sse = sse_per_image(m, test.images)
+        entry = {"name": name, "code_dim": model.code_dim} if name else {"k": pca.code_dim}
+        result[key] = {**entry, **summarise(sse, pixels), "showcase_sse": sse[showcase].tolist()}
+    return result
+
+
+def evaluate(path: Path, data_dir: Path | str, device: torch.device | str) -> dict[str, Any]:
+    """Evaluate a run, or every job of a sweep; write eval.json and eval.md beside each."""
+    path = Path(path)
+    runs = find_runs(path)
+    results = []
+    for run in runs:
+        result = evaluate_run(run, data_dir, device)
+        (run / EVAL_JSON).write_text(json.dumps(result, indent=2) + "\n")
+        (run / EVAL_MD).write_text(run_markdown(result))
+        results.append(result)
+    if not is_sweep(path, runs):
+        return results[0]
+    sweep = {"sweep_dir": str(path), "jobs": [{"label": label, **r} for label, r in zip(job_labels(runs), results)]}
+    (path / EVAL_JSON).write_text(json.dumps(sweep, indent=2) + "\n")
+    (path / EVAL_MD).write_text(sweep_markdown(sweep))
+    return sweep
+
+
+# --------------------------------------------------------------------------- markdown
+
+
+def _row(cells: list[Any]) -> str:
+    return "| " + " | ".join(f"{c:.4g}" if isinstance(c, float) else str(c) for c in cells) + " |"
+
+
+def metrics_table(rows: list[tuple[str, int, Mapping[str, float]]]) -> list[str]:
+    lines = [_row(["model", "code", "SSE/image", "MSE", "PSNR (dB)"]), _row(["---"] * 5)]
+    lines += [_row([name, code, m["sse_per_image"], m["mse"], m["psnr_db"]]) for name, code, m in rows]
+    return lines
+
+
+def run_markdown(result: Mapping[str, Any]) -> str:
+    model, pca = result["model"], result["pca"]
+    pca_name = f"PCA-{pca['k']}"
+    lines = [
+        f"# Evaluation of {result['run_dir']}",
+        "",
+        f"{result['dataset']} {result['split']} split, {result['n_images']} images, after epoch {result['epoch']}. "
+        "SSE is the sum of squared pixel errors per image on the [0, 1] scale.",
+        "",
+        *metrics_table([(model["name"], model["code_dim"], model), (pca_name, pca["k"], pca)]),
+        "",
+        "## Showcase images",
+        "",
+        _row(["test index", "label", f"{model['name']} SSE", f"{pca_name} SSE"]),
+        _row(["---"] * 4),
+    ]
+    showcase = result["showcase"]
+    for i, label, a, b in zip(showcase["indices"], showcase["labels"], model["showcase_sse"], pca["showcase_sse"]):
+        lines.append(_row([i, label, a, b]))
+    return "\n".join(lines) + "\n"
+
+
+def sweep_markdown(sweep: Mapping[str, Any]) -> str:
+    header = ["job", "model", "code", "SSE/image", "MSE", "PSNR (dB)", "PCA SSE/image", "epochs"]
+    lines = [f"# Evaluation of sweep {sweep['sweep_dir']}", "", _row(header), _row(["---"] * len(header))]
+    for job in sweep["jobs"]:
+        m, p = job["model"], job["pca"]
+        lines.append(_row([job["label"], m["name"], m["code_dim"], m["sse_per_image"], m["mse"], m["psnr_db"], p["sse_per_image"], job["epoch"]]))
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,187 @@
+"""The model registry and its builders.
+
+A builder is registered under a short name; YAML presets in `conf/model/` pick a
+builder and its arguments. Checkpoints store the registry name and the arguments,
+so a model is rebuilt from its checkpoint alone.
+
+Every model maps images (B, 1, 28, 28) to `(reconstruction, code)` and has a
+`code_dim` attribute. A model with a `fit(images)` method is fitted in closed
+form (PCA) instead of trained by gradient descent.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from aerun.data import IMAGE_SHAPE
+from aerun.errors import UserError
+
+BUILDERS: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    def add(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in BUILDERS:
+            raise ValueError(f"builder {name!r} registered twice")
+        BUILDERS[name] = builder
+        return builder
+
+    return add
+
+
+def builder_args(model_cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The keys of a model preset that its builder takes (the rest, like `name`, describe the preset)."""
+    builder = _builder(model_cfg["builder"])
+    params = inspect.signature(builder).parameters
+    return {k: _plain(v) for k, v in model_cfg.items() if k in params}
+
+
+def build(builder: str, **kwargs: Any) -> nn.Module:
+    fn = _builder(builder)
+    params = inspect.signature(fn).parameters
+    unknown = sorted(set(kwargs) - set(params))
+    if unknown:
+        raise UserError(f"builder {builder!r} takes no argument {unknown[0]!r}; it takes: {', '.join(params)}")
+    return fn(**kwargs)
+
+
+def _builder(name: str) -> Callable[..., nn.Module]:
+    if name not in BUILDERS:
+        raise UserError(f"unknown model builder {name!r}; registered: {', '.join(sorted(BUILDERS))}")
+    return BUILDERS[name]
+
+
+def _plain(value: Any) -> Any:
+    """OmegaConf lists become tuples, so builder arguments are plain and hashable."""
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        return value
+    return tuple(_plain(v) for v in value)
+
+
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "relu": nn.ReLU,
+    "sigmoid": nn.Sigmoid,
+    "tanh": nn.Tanh,
+    "none": nn.Identity,
+}
+
+
+def activation(name: str, key: str) -> nn.Module:
+    if name not in ACTIVATIONS:
+        raise UserError(f"{key}={name!r} is not an activation; allowed: {', '.join(ACTIVATIONS)}")
+    return ACTIVATIONS[name]()
+
+
+# --------------------------------------------------------------------------- PCA
+
+
+class PCA(nn.Module):
+    """Principal component analysis as a linear autoencoder (assignment part 1).
+
+    Fitted on centred data: X_rec = (X - mu) V V^T + mu, V the top-k eigenvectors of
+    the covariance matrix.
+    """
+
+    def __init__(self, k: int, in_shape: Sequence[int] = IMAGE_SHAPE) -> None:
+        super().__init__()
+        self.in_shape = tuple(in_shape)
+        dim = math.prod(self.in_shape)
+        if not 0 < k <= dim:
+            raise UserError(f"model.k={k} is out of range; allowed: 1..{dim}")
+        self.code_dim = k
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("components", torch.zeros(dim, k))
+        self.register_buffer("explained_variance", torch.zeros(k))
+
+    @torch.no_grad()
+    def fit(self, images: torch.Tensor) -> "PCA":
+        x = images.flatten(1).double()
+        mean = x.mean(0)
+        centred = x - mean
+        cov = centred.T @ centred / (x.shape[0] - 1)
+        eigvals, eigvecs = torch.linalg.eigh(cov)  # ascending
+        top = torch.argsort(eigvals, descending=True)[: self.code_dim]
+        self.mean.copy_(mean)
+        self.components.copy_(eigvecs[:, top])
+        self.explained_variance.copy_(eigvals[top])
+        return self
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.flatten(1) - self.mean) @ self.components
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return (z @ self.components.T + self.mean).view(-1, *self.in_shape)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z = self.encode(x)
+        return self.decode(z), z
+
+
+@register("pca")
+def pca(k: int = 30) -> PCA:
+    return PCA(k)
+
+
+# --------------------------------------------------------------------------- MLP
+
+
+class MLPAutoencoder(nn.Module):
+    """Fully connected autoencoder: in - encoder... - code - decoder... - in."""
+
+    def __init__(
+        self,
+        code: int,
+        encoder: Sequence[int] = (),
+        decoder: Sequence[int] | None = None,
+        activation_name: str = "relu",
+        code_activation: str = "relu",
+        output_activation: str = "relu",
+        in_shape: Sequence[int] = IMAGE_SHAPE,
+    ) -> None:
+        super().__init__()
+        self.in_shape = tuple(in_shape)
+        dim = math.prod(self.in_shape)
+        decoder = tuple(reversed(encoder)) if decoder is None else tuple(decoder)
+        for key, widths in (("model.encoder", encoder), ("model.decoder", decoder), ("model.code", [code])):
+            bad = [w for w in widths if not isinstance(w, int) or w <= 0]
+            if bad:
+                raise UserError(f"{key} has width {bad[0]!r}; layer widths are positive integers")
+        self.code_dim = code
+        self.encoder = self._stack([dim, *encoder, code], activation_name, code_activation, "model.code_activation")
+        self.decoder = self._stack([code, *decoder, dim], activation_name, output_activation, "model.output_activation")
+
+    @staticmethod
+    def _stack(widths: Sequence[int], hidden: str, last: str, last_key: str) -> nn.Sequential:
+        layers: list[nn.Module] = []
+        for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:])):
+            layers.append(nn.Linear(n_in, n_out))
+            is_last = i == len(widths) - 2
+            layers.append(activation(last, last_key) if is_last else activation(hidden, "model.activation"))
+        return nn.Sequential(*layers)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x.flatten(1))
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z).view(-1, *self.in_shape)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z = self.encode(x)
+        return self.decode(z), z
+
+
+@register("mlp")
+def mlp(
+    code: int,
+    encoder: Sequence[int] = (),
+    decoder: Sequence[int] | None = None,
+    activation: str = "relu",
+    code_activation: str = "relu",
+    output_activation: str = "relu",
+) -> MLPAutoencoder:
+    return MLPAutoencoder(code, encoder, decoder, activation, code_activation, output_activation)

@@ -1,0 +1,47 @@
+"""Shared fixtures: configs composed as the CLI composes them, shrunk to synthetic data."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from aerun.cli import CONF_DIR
+
+SMOKE = ["dataset=synthetic", "epochs=2", "batch_size=64", "device=cpu"]
+
+
+@pytest.fixture
+def make_cfg():
+    """compose(command, overrides) with the project's conf/, clearing Hydra's global state after."""
+
+    def make(command: str = "train", overrides: list[str] | None = None):
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            return compose(config_name=command, overrides=overrides or [])
+
+    yield make
+    GlobalHydra.instance().clear()
+
+
+@pytest.fixture
+def aerun_exe() -> str:
+    """The installed console script, next to this interpreter (the venv's) or on PATH."""
+    beside = Path(sys.executable).parent / "aerun"
+    exe = str(beside) if beside.exists() else shutil.which("aerun")
+    assert exe, "the aerun console script is not installed (pip install -e .)"
+    return exe
+
+
+@pytest.fixture
+def mnist_dir() -> Path:
+    """The MNIST that `make test` fetched; a plain pytest run without it skips these tests."""
+    where = os.environ.get("AERUN_TEST_MNIST")
+    if not where:
+        pytest.skip("AERUN_TEST_MNIST is not set (make test sets it after `aerun data`)")
+    return Path(where)

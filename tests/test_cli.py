@@ -1,0 +1,40 @@
+"""The installed `aerun` command, end to end in subprocesses, on synthetic data."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+from conftest import SMOKE
+
+
+def run(exe, *args, cwd):
+    return subprocess.run([exe, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+def test_sweep_train_eval_plot(aerun_exe, tmp_path):
+    sweep = tmp_path / "sweep"
+    done = run(aerun_exe, "-m", *SMOKE, "model=shallow", "model.hidden=8,32", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (sweep / "0" / "checkpoints" / "last.pt").is_file() and (sweep / "1" / "checkpoints" / "last.pt").is_file()
+
+    done = run(aerun_exe, "eval", f"run={sweep}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    table = json.loads((sweep / "eval.json").read_text())
+    assert [job["label"] for job in table["jobs"]] == ["model.hidden=8", "model.hidden=32"]
+    assert [job["model"]["code_dim"] for job in table["jobs"]] == [8, 32]
+    assert (sweep / "1" / "eval.json").is_file()
+    assert "model.hidden=32" in done.stdout
+
+    done = run(aerun_exe, "plot", f"run={sweep}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    for name in ("reconstructions.png", "loss_iter.png", "loss_epoch.png"):
+        assert (sweep / "figures" / name).is_file() and (sweep / "0" / "figures" / name).is_file()
+    assert not (tmp_path / ".hydra").exists(), "eval/plot must not write a run directory of their own"
+
+
+def test_eval_without_run_is_one_line_and_exit_2(aerun_exe, tmp_path):
+    done = run(aerun_exe, "eval", cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0 and "needs run=DIR" in done.stderr
+    assert "Traceback" not in done.stderr

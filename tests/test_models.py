@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from aerun.cli import CONF_DIR
+from aerun.errors import UserError
+from aerun.models import BUILDERS, PCA, build, builder_args
+
+PRESETS = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
+
+
+def test_every_builder_has_a_preset(make_cfg):
+    used = {make_cfg("train", [f"model={p}"]).model.builder for p in PRESETS}
+    assert used == set(BUILDERS)
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_preset_forward_shape_backward(make_cfg, preset):
+    cfg = make_cfg("train", [f"model={preset}"])
+    torch.manual_seed(0)
+    model = build(cfg.model.builder, **builder_args(cfg.model))
+    x = torch.rand(5, 1, 28, 28)
+    if hasattr(model, "fit"):
+        model.fit(torch.rand(100, 1, 28, 28))
+    recon, code = model(x)
+    assert recon.shape == x.shape
+    assert code.shape == (5, model.code_dim)
+    assert torch.isfinite(recon).all() and torch.isfinite(code).all()
+    params = [p for p in model.parameters() if p.requires_grad]
+    if params:  # trained by gradient descent: every parameter gets a finite gradient
+        torch.nn.functional.mse_loss(recon, x).backward()
+        assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in params)
+
+
+def test_deep_preset_is_the_assignment_architecture(make_cfg):
+    model = build("mlp", **builder_args(make_cfg("train", ["model=deep"]).model))
+    widths = [m.out_features for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert widths == [512, 256, 128, 30, 128, 256, 784]
+
+
+@pytest.mark.parametrize("hidden", [64, 128, 256])
+def test_shallow_hidden_sets_the_code(make_cfg, hidden):
+    model = build("mlp", **builder_args(make_cfg("train", ["model=shallow", f"model.hidden={hidden}"]).model))
+    assert model.code_dim == hidden
+    assert [m.out_features for m in model.modules() if isinstance(m, torch.nn.Linear)] == [hidden, 784]
+
+
+def test_output_and_code_activation_options(make_cfg):
+    cfg = make_cfg("train", ["model=deep", "model.code_activation=none", "model.output_activation=sigmoid"])
+    model = build("mlp", **builder_args(cfg.model))
+    assert isinstance(model.encoder[-1], torch.nn.Identity)
+    assert isinstance(model.decoder[-1], torch.nn.Sigmoid)
+
+
+def test_unknown_activation_and_builder_are_user_errors():
+    with pytest.raises(UserError, match="allowed: relu, sigmoid, tanh, none"):
+        build("mlp", code=8, output_activation="softplus")
+    with pytest.raises(UserError, match="registered: mlp, pca"):
+        build("transformer")
+
+
+def test_pca_matches_numpy_svd():
+    rng = np.random.default_rng(0)
+    # correlated data with a clear spectrum, so the top-k subspace is well defined
+    x = rng.normal(size=(500, 8)) @ rng.normal(size=(8, 784)) + 0.01 * rng.normal(size=(500, 784))
+    k = 5
+    pca = PCA(k).fit(torch.from_numpy(x).float().view(-1, 1, 28, 28))
+
+    centred = x - x.mean(0)
+    _, s, vt = np.linalg.svd(centred, full_matrices=False)
+    v = vt[:k].T
+    ref_recon = centred @ v @ v.T + x.mean(0)
+    recon, code = pca(torch.from_numpy(x).float().view(-1, 1, 28, 28))
+
+    np.testing.assert_allclose(pca.explained_variance.numpy(), s[:k] ** 2 / (len(x) - 1), rtol=1e-4)
+    np.testing.assert_allclose(recon.view(500, -1).double().numpy(), ref_recon, atol=1e-4)
+    # the same subspace, whatever the signs of the eigenvectors
+    np.testing.assert_allclose(pca.components.double().numpy() @ pca.components.double().numpy().T, v @ v.T, atol=1e-5)

@@ -60,11 +60,14 @@ def save(checkpoint: dict[str, Any], path: Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        torch.save(checkpoint, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(checkpoint, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:  # interrupted before the rename: the previous checkpoint stands, drop the partial one
+        tmp.unlink(missing_ok=True)
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -75,7 +78,8 @@ def load(path: Path) -> dict[str, Any]:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise UserError(f"checkpoint {path} is unreadable ({type(exc).__name__}); it is truncated or not an aerun checkpoint") from None
-    if not isinstance(checkpoint, dict) or "format" not in checkpoint or "model" not in checkpoint:
+    keys = ("format", "model", "config", "epoch", "step")
+    if not isinstance(checkpoint, dict) or any(k not in checkpoint for k in keys):
         raise UserError(f"{path} is not an aerun checkpoint")
     if checkpoint["format"] > FORMAT:
         raise UserError(f"checkpoint {path} has format {checkpoint['format']}, this aerun reads up to {FORMAT}; upgrade aerun")
@@ -86,5 +90,8 @@ def rebuild(checkpoint: dict[str, Any], device: torch.device | str = "cpu") -> n
     """The model a checkpoint describes, with its weights, in eval mode."""
     spec = checkpoint["model"]
     model = build(spec["builder"], **{k: tuple(v) if isinstance(v, list) else v for k, v in spec["args"].items()})
-    model.load_state_dict(spec["state"])
+    try:
+        model.load_state_dict(spec["state"])
+    except RuntimeError:
+        raise UserError(f"the weights in the checkpoint do not fit its {spec['builder']!r} model; the file is damaged") from None
     return model.to(device).eval()

@@ -1,25 +1,46 @@
 """The `aerun` command: a thin Hydra layer over plain functions.
 
-    aerun [train] [overrides]    train (the default)
-    aerun eval run=DIR           eval.json + eval.md beside the run
-    aerun plot run=DIR           DIR/figures/*.png
-    aerun data                   fetch and verify the data set
+    aerun [train] [overrides]     train (the default)
+    aerun train resume=DIR        continue a run from its last checkpoint
+    aerun eval run=DIR            eval.json + eval.md beside the run
+    aerun plot run=DIR            DIR/figures/*.png
+    aerun data                    fetch and verify the data set
+
+Before Hydra starts, the command line is composed and checked once per sweep
+combination (`preflight`), so bad input gets one line and exit status 2 before
+any directory is written or any weight trained.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
+import logging
+import re
+import signal
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import hydra
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
 from aerun.errors import UserError
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+MAX_PREFLIGHT_JOBS = 256
+log = logging.getLogger("aerun")
+
+
+def fail(message: str) -> None:
+    print(f"aerun: error: {message}", file=sys.stderr)
+    sys.exit(EXIT_USER_ERROR)
 
 
 def user_errors_as_one_line(task: Callable[[DictConfig], object]) -> Callable[[DictConfig], object]:
@@ -28,34 +49,65 @@ def user_errors_as_one_line(task: Callable[[DictConfig], object]) -> Callable[[D
         try:
             return task(cfg)
         except UserError as exc:
-            print(f"aerun: error: {exc}", file=sys.stderr)
-            sys.exit(2)
+            fail(str(exc))
 
     return wrapper
 
 
-def _required_run(cfg: DictConfig, command: str) -> Path:
-    if OmegaConf.is_missing(cfg, "run"):
-        raise UserError(f"`aerun {command}` needs run=DIR, a run or sweep directory under outputs/")
-    return Path(cfg.run)
+def _required_run(cfg: DictConfig, key: str, command: str) -> Path:
+    if OmegaConf.is_missing(cfg, key):
+        raise UserError(f"`aerun {command}` needs {key}=DIR, a run or sweep directory under outputs/")
+    return Path(cfg[key])
 
 
-def train_command(cfg: DictConfig) -> None:
+# --------------------------------------------------------------------------- commands
+
+
+def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _train_until_interrupted(cfg: DictConfig, run_dir: Path, resume: bool) -> dict:
     from aerun.train import train
 
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    summary = train(cfg, run_dir)
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # SIGTERM ends a run like Ctrl-C
+    try:
+        summary = train(cfg, run_dir, resume=resume)
+    except KeyboardInterrupt:
+        print(f"\naerun: interrupted; the last finished epoch is kept in {run_dir}; "
+              f"continue with: aerun train resume={run_dir}", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
     print(f"run written to {run_dir}  (next: aerun eval run={run_dir}; aerun plot run={run_dir})")
     return summary
+
+
+def train_command(cfg: DictConfig) -> dict:
+    return _train_until_interrupted(cfg, Path(HydraConfig.get().runtime.output_dir), resume=False)
+
+
+def resume_command(cfg: DictConfig) -> dict:
+    from aerun import checkpoint as ckpt
+
+    run_dir = _required_run(cfg, "resume", "train")
+    config = OmegaConf.create(ckpt.load(run_dir / ckpt.CHECKPOINT)["config"])
+    for key in ("epochs", "device"):
+        if cfg[key] is not None:
+            config[key] = cfg[key]
+    config.paths.data_dir = cfg.paths.data_dir
+    handler = logging.FileHandler(run_dir / "train.log")
+    handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] %(message)s"))
+    logging.getLogger().addHandler(handler)
+    return _train_until_interrupted(config, run_dir, resume=True)
 
 
 def eval_command(cfg: DictConfig) -> None:
     from aerun.evaluate import EVAL_MD, evaluate, find_runs
     from aerun.train import resolve_device
 
-    path = _required_run(cfg, "eval")
+    path = _required_run(cfg, "run", "eval")
+    runs = find_runs(path)
     evaluate(path, cfg.paths.data_dir, resolve_device(cfg.device))
-    summary = path / EVAL_MD if len(find_runs(path)) > 1 else find_runs(path)[0] / EVAL_MD
+    summary = (path if len(runs) > 1 else runs[0]) / EVAL_MD
     print(summary.read_text())
     print(f"written: {summary} and eval.json beside it")
 
@@ -64,7 +116,7 @@ def plot_command(cfg: DictConfig) -> None:
     from aerun.plot import plot
     from aerun.train import resolve_device
 
-    for figure in plot(_required_run(cfg, "plot"), cfg.paths.data_dir, str(resolve_device(cfg.device))):
+    for figure in plot(_required_run(cfg, "run", "plot"), cfg.paths.data_dir, str(resolve_device(cfg.device))):
         print(figure)
 
 
@@ -81,15 +133,102 @@ def data_command(cfg: DictConfig) -> None:
 
 COMMANDS: dict[str, Callable[[DictConfig], object]] = {
     "train": train_command,
+    "resume": resume_command,
     "eval": eval_command,
     "plot": plot_command,
     "data": data_command,
 }
+TYPED = ("train", "eval", "plot", "data")  # what users type; `resume` is `train resume=DIR`
+
+
+# --------------------------------------------------------------------------- preflight
+
+
+def _group_options(group: str) -> list[str] | None:
+    folder = CONF_DIR / group
+    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else None
+
+
+def _one_line(exc: Exception) -> str:
+    text = str(exc)
+    unknown = re.search(r"Could not override '([^']+)'", text)
+    if unknown:
+        return f"{unknown.group(1)} is not a config key; `aerun --help` lists the keys"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return " ".join(lines[:2]) or type(exc).__name__
+
+
+def sweep_combinations(overrides: list[str], multirun: bool) -> Iterator[list[str]]:
+    """Every job a sweep would run, as plain overrides (sweep values expanded, in order)."""
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except Exception as exc:
+        raise UserError(f"cannot read the command line: {_one_line(exc)}") from None
+    choices = []
+    for override in parsed:
+        key = override.get_key_element()
+        if override.is_sweep_override():
+            if not multirun:
+                raise UserError(f"{override.input_line} is a sweep; add -m to run one job per value")
+            try:
+                values = list(override.sweep_string_iterator())
+            except Exception:
+                raise UserError(f"{override.input_line}: only comma lists and range() sweeps are supported") from None
+        else:
+            values = [override.get_value_element_as_str()]
+        options = _group_options(override.key_or_group)
+        if options is not None and override.package is None:
+            bad = [v for v in values if v not in options]
+            if bad:
+                raise UserError(f"{override.key_or_group}={bad[0]} is not a choice; allowed: {', '.join(options)}")
+        choices.append([f"{key}={v}" for v in values])
+    yield from (list(combo) for combo in itertools.product(*choices))
+
+
+def _refuse_existing_run(overrides: list[str]) -> None:
+    from aerun.checkpoint import CHECKPOINT
+
+    for item in overrides:
+        key, _, value = item.partition("=")
+        if key == "hydra.run.dir" and (Path(value) / CHECKPOINT).exists():
+            raise UserError(f"{value} already holds a trained run; choose another hydra.run.dir, "
+                            f"or continue it with: aerun train resume={value}")
+        if key == "hydra.sweep.dir" and any(Path(value).glob(f"*/{CHECKPOINT}")):
+            raise UserError(f"{value} already holds a sweep's runs; choose another hydra.sweep.dir")
+
+
+def preflight(config_name: str, args: list[str]) -> None:
+    """Compose every job's config as Hydra will and check it; raise UserError on the first bad one."""
+    if any(a.startswith("-") and a not in ("-m", "--multirun") for a in args):
+        return  # Hydra's own flags (--help, --cfg job, ...) are Hydra's business
+    overrides = [a for a in args if not a.startswith("-")]
+    _refuse_existing_run(overrides)
+    for i, combo in enumerate(sweep_combinations(overrides, multirun=len(overrides) < len(args))):
+        if i == MAX_PREFLIGHT_JOBS:
+            break
+        GlobalHydra.instance().clear()
+        try:
+            with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+                cfg = compose(config_name=config_name, overrides=combo)
+        except Exception as exc:
+            raise UserError(_one_line(exc)) from None
+        finally:
+            GlobalHydra.instance().clear()
+        if config_name == "train":
+            from aerun.validate import check_train
+
+            check_train(cfg)
 
 
 def main() -> None:
     args = sys.argv[1:]
-    command = args.pop(0) if args and args[0] in COMMANDS else "train"
+    command = args.pop(0) if args and args[0] in TYPED else "train"
+    if command == "train" and any(a.startswith("resume=") for a in args):
+        command = "resume"
+    try:
+        preflight(command, args)
+    except UserError as exc:
+        fail(str(exc))
     sys.argv = [sys.argv[0], *args]  # Hydra reads its overrides from sys.argv
     task = user_errors_as_one_line(COMMANDS[command])
     hydra.main(config_path=str(CONF_DIR), config_name=command, version_base="1.3")(task)()

@@ -91,9 +91,9 @@ def fitted_pca(dataset: Mapping[str, Any], k: int, data_dir: Path | str, device:
 def evaluate_run(run_dir: Path, data_dir: Path | str, device: torch.device | str) -> dict[str, Any]:
     """Metrics of one run's checkpoint on its data set's test split, with PCA at the same code size."""
     checkpoint = ckpt.load(Path(run_dir) / ckpt.CHECKPOINT)
+    model = ckpt.rebuild(checkpoint, device)
     dataset = checkpoint["config"]["dataset"]
     test = load_split(dataset, "test", data_dir, device)
-    model = ckpt.rebuild(checkpoint, device)
     pca = fitted_pca(dataset, model.code_dim, data_dir, device)
     showcase = [int(i) for i in dataset["showcase"]]
     if max(showcase) >= len(test):

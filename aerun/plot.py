@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 
 from aerun import checkpoint as ckpt
 from aerun.data import load_split
+from aerun.models import PCA
 from aerun.evaluate import find_runs, fitted_pca, is_sweep, job_labels, sse_per_image
 from aerun.train import EPOCH_LOG, ITER_LOG
 
@@ -22,6 +23,9 @@ FIGURES = "figures"
 
 
 def read_csv(path: Path) -> dict[str, list[float]]:
+    """Columns of a history file; empty when the run has none (yet)."""
+    if not path.is_file():
+        return {}
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     if not rows:
@@ -82,6 +86,7 @@ def _save(fig: Figure, path: Path) -> Path:
 def reconstruction_rows(runs: Sequence[Path], labels: Sequence[str], data_dir: Path | str, device: str):
     """Rows for `image_grid`: the showcase originals, PCA at the first run's code size, then each run."""
     first = ckpt.load(runs[0] / ckpt.CHECKPOINT)
+    models = [ckpt.rebuild(first if run == runs[0] else ckpt.load(run / ckpt.CHECKPOINT), device) for run in runs]
     dataset = first["config"]["dataset"]
     showcase = [int(i) for i in dataset["showcase"]]
     test = load_split(dataset, "test", data_dir, device)
@@ -90,11 +95,9 @@ def reconstruction_rows(runs: Sequence[Path], labels: Sequence[str], data_dir: P
     pca = fitted_pca(dataset, first["model"]["code_dim"], data_dir, device)
     with torch.no_grad():
         rows.append((f"PCA-{pca.code_dim}", pca(originals)[0], sse_per_image(pca, originals).tolist()))
-        for run, label in zip(runs, labels):
-            checkpoint = first if run == runs[0] else ckpt.load(run / ckpt.CHECKPOINT)
-            if checkpoint["model"]["builder"] == "pca" and checkpoint["model"]["code_dim"] == pca.code_dim:
+        for model, label in zip(models, labels):
+            if isinstance(model, PCA) and model.code_dim == pca.code_dim:
                 continue  # the PCA row already shows it
-            model = ckpt.rebuild(checkpoint, device)
             rows.append((label, model(originals)[0], sse_per_image(model, originals).tolist()))
     return dataset["name"], showcase, rows
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -25,6 +26,8 @@ from aerun import checkpoint as ckpt
 from aerun.data import load_split
 from aerun.errors import UserError
 from aerun.models import build, builder_args
+from aerun.validate import check_train
+from aerun.validate import device as check_device
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +39,9 @@ EVAL_BATCH = 4096
 
 
 def resolve_device(name: str) -> torch.device:
+    check_device(name)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("device=cuda but this machine has no CUDA GPU; use device=auto or device=cpu")
-    if name not in ("cpu", "cuda"):
-        raise UserError(f"device={name!r} is not a device; allowed: auto, cpu, cuda")
     return torch.device(name)
 
 
@@ -91,9 +91,12 @@ def train_epoch(
             optimizer.step()
             record[i, 0] = mse.detach()
             record[i, 1] = penalty.detach()
-            if i % 25 == 0:  # a host sync now and then, not every step
-                bar.set_postfix(loss=f"{record[i, 0].item():.4f}")
             bar.update()
+            if i % 25 == 0:  # a host sync now and then, not every step
+                loss = record[i, 0].item()
+                bar.set_postfix(loss=f"{loss:.4f}")
+                if not math.isfinite(loss):
+                    return record[: i + 1].cpu()
     return record.cpu()
 
 
@@ -111,12 +114,19 @@ def mean_mse(model: nn.Module, images: torch.Tensor, batch_size: int = EVAL_BATC
 class History:
     """The loss per iteration and per epoch, as two CSV files in the run directory."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, upto_epoch: int = 0) -> None:
+        """Start the files, or keep the rows of epochs up to `upto_epoch` (those of the checkpoint)."""
         self.iter_path = run_dir / ITER_LOG
         self.epoch_path = run_dir / EPOCH_LOG
         for path, fields in ((self.iter_path, ITER_FIELDS), (self.epoch_path, EPOCH_FIELDS)):
-            if not path.exists():
-                path.write_text(",".join(fields) + "\n")
+            kept = []
+            if upto_epoch and path.exists():
+                with open(path, newline="") as f:
+                    kept = [row for row in csv.DictReader(f) if int(row["epoch"]) <= upto_epoch]
+            with open(path, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=fields)
+                writer.writeheader()
+                writer.writerows(kept)
 
     def append(self, epoch: int, first_step: int, record: torch.Tensor, test_loss: float, seconds: float) -> None:
         with open(self.iter_path, "a", newline="") as f:
@@ -128,23 +138,38 @@ class History:
             csv.writer(f).writerow([epoch, first_step + len(record), f"{train_loss:.6g}", f"{test_loss:.6g}", f"{seconds:.3f}"])
 
 
-def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """Train (or fit) the model `cfg` describes; write history and checkpoint into `run_dir`."""
+def train(cfg: DictConfig, run_dir: Path, *, resume: bool = False) -> dict[str, Any]:
+    """Train (or fit) the model `cfg` describes; write history and checkpoint into `run_dir`.
+
+    With `resume`, continue from the run's checkpoint up to `cfg.epochs`: the same
+    weights, optimiser state and data order as if it had never stopped.
+    """
+    check_train(cfg)
     run_dir = Path(run_dir)
     path = run_dir / ckpt.CHECKPOINT
-    if path.exists():
+    state = ckpt.load(path) if resume else None
+    if state is None and path.exists():
         raise UserError(f"{run_dir} already holds a trained run; choose another hydra.run.dir")
+    done = state["epoch"] if state else 0
+    if cfg.epochs < done:
+        raise UserError(f"epochs={cfg.epochs} is not allowed: {run_dir} is already trained to epoch {done}")
     run_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.device)
-    train_set = load_split(cfg.dataset, "train", cfg.paths.data_dir, device)
-    test_set = load_split(cfg.dataset, "test", cfg.paths.data_dir, device)
 
     torch.manual_seed(cfg.seed)
     args = builder_args(cfg.model)
     model = build(cfg.model.builder, **args).to(device)
+    if state:
+        model.load_state_dict(state["model"]["state"])
     config = OmegaConf.to_container(cfg, resolve=True)
     describe = dict(model=model, preset=cfg.model.name, builder=cfg.model.builder, args=args, config=config)
-    history = History(run_dir)
+    if state and (done == cfg.epochs or hasattr(model, "fit")):
+        log.info("%s is already trained to epoch %d; nothing to do", run_dir, done)
+        return {"run_dir": str(run_dir), "epochs": done, "test_loss": None}
+
+    train_set = load_split(cfg.dataset, "train", cfg.paths.data_dir, device)
+    test_set = load_split(cfg.dataset, "test", cfg.paths.data_dir, device)
+    history = History(run_dir, upto_epoch=done)
     log.info("training %s (%s, code %d) on %s: %d train / %d test images, device %s",
              cfg.model.name, cfg.model.builder, model.code_dim, cfg.dataset.name, len(train_set), len(test_set), device)
 
@@ -160,13 +185,22 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
     optimizer = instantiate(cfg.optimizer)(params=model.parameters())
     step, test_loss = 0, float("nan")
-    for epoch in range(1, cfg.epochs + 1):
+    if state:
+        optimizer.load_state_dict(state["optimizer"])
+        step = state["step"]
+        log.info("resuming from epoch %d (step %d)", done, step)
+    for epoch in range(done + 1, cfg.epochs + 1):
         start = time.perf_counter()
         record = train_epoch(
             model, optimizer, train_set.images,
             batch_size=cfg.batch_size, generator=epoch_generator(cfg.seed, epoch, device),
             sparsity=cfg.sparsity, desc=f"epoch {epoch}/{cfg.epochs}",
         )
+        finite = torch.isfinite(record).all(dim=1)
+        if not finite.all():
+            bad = step + int((~finite).nonzero()[0]) + 1
+            raise UserError(f"the loss became non-finite at epoch {epoch}, step {bad}; "
+                            f"the last good checkpoint (epoch {epoch - 1}) is kept; try a smaller optimizer.lr")
         seconds = time.perf_counter() - start
         test_loss = mean_mse(model, test_set.images)
         history.append(epoch, step, record, test_loss, seconds)

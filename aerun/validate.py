@@ -1,0 +1,61 @@
+"""Checks of a composed training config, before any data is loaded or any weight trained.
+
+Each failure is a UserError naming the key, the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+
+from aerun.errors import UserError
+from aerun.models import build, builder_args
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def positive_int(key: str, value: Any) -> None:
+    if not _is_int(value) or value <= 0:
+        raise UserError(f"{key}={value!r} is not allowed; it must be a positive integer")
+
+
+def number(key: str, value: Any, *, minimum: float, inclusive: bool) -> None:
+    ok = _is_number(value) and (value >= minimum if inclusive else value > minimum)
+    if not ok:
+        bound = f">= {minimum:g}" if inclusive else f"> {minimum:g}"
+        raise UserError(f"{key}={value!r} is not allowed; it must be a number {bound}")
+
+
+def device(value: Any) -> None:
+    if value not in DEVICES:
+        raise UserError(f"device={value!r} is not a device; allowed: {', '.join(DEVICES)}")
+    if value == "cuda" and not torch.cuda.is_available():
+        raise UserError("device=cuda but this machine has no CUDA GPU; allowed here: auto, cpu")
+
+
+def check_train(cfg: DictConfig) -> None:
+    """Raise a UserError for the first bad value in a training config."""
+    positive_int("epochs", cfg.epochs)
+    positive_int("batch_size", cfg.batch_size)
+    if not _is_int(cfg.seed) or cfg.seed < 0:
+        raise UserError(f"seed={cfg.seed!r} is not allowed; it must be an integer >= 0")
+    number("sparsity", cfg.sparsity, minimum=0, inclusive=True)
+    device(cfg.device)
+    number("optimizer.lr", cfg.optimizer.lr, minimum=0, inclusive=False)
+    if "noise" in cfg:
+        number("noise.level", cfg.noise.level, minimum=0, inclusive=True)
+    for key in ("hidden", "code", "k"):
+        if key in cfg.model:
+            positive_int(f"model.{key}", cfg.model[key])
+    build(cfg.model.builder, **builder_args(cfg.model))  # every builder argument, checked by its builder

@@ -1,0 +1,201 @@
+"""Bad input gets one line and exit 2; interrupted runs resume exactly; no run overwrites another."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from aerun import checkpoint as ckpt
+from aerun.errors import UserError
+from aerun.train import train
+
+from conftest import SMOKE
+
+
+def run(exe, *args, cwd, **kwargs):
+    return subprocess.run([exe, *args], cwd=cwd, capture_output=True, text=True, timeout=300, **kwargs)
+
+
+def assert_one_line(done, *fragments):
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    message = done.stderr.strip()
+    assert "\n" not in message and "Traceback" not in done.stderr and message.startswith("aerun: error: ")
+    for fragment in fragments:
+        assert fragment in message
+
+
+BAD_TRAIN = [
+    (["model=nope"], "model=nope is not a choice; allowed: deep, pca, shallow"),
+    (["optimizer=rmsprop"], "allowed: adam, adamw, sgd"),
+    (["dataset=cifar"], "allowed: mnist, synthetic"),
+    (["epochs=0"], "epochs=0 is not allowed; it must be a positive integer"),
+    (["epochs=ten"], "epochs='ten'"),
+    (["batch_size=-4"], "batch_size=-4"),
+    (["optimizer.lr=0"], "optimizer.lr=0 is not allowed; it must be a number > 0"),
+    (["sparsity=-1e-6"], "sparsity=-1e-06"),
+    (["model=shallow", "model.hidden=0"], "model.hidden=0"),
+    (["model.output_activation=softplus"], "allowed: relu, sigmoid, tanh, none"),
+    (["device=tpu"], "allowed: auto, cpu, cuda"),
+    (["seed=-3"], "seed=-3"),
+    (["epoch=3"], "epoch is not a config key"),
+    (["epochs=["], "cannot read the command line"),
+    (["model=shallow", "model.hidden=8,16"], "is a sweep; add -m"),
+    (["-m", "model=shallow", "model.hidden=8,-16"], "model.hidden=-16"),
+]
+if not torch.cuda.is_available():
+    BAD_TRAIN.append((["device=cuda"], "no CUDA GPU"))
+
+
+@pytest.mark.parametrize("args, fragment", BAD_TRAIN, ids=[" ".join(a) for a, _ in BAD_TRAIN])
+def test_bad_training_input_is_one_line_before_any_work(aerun_exe, tmp_path, args, fragment):
+    done = run(aerun_exe, *args, "dataset=synthetic", cwd=tmp_path)
+    assert_one_line(done, fragment)
+    assert not (tmp_path / "outputs").exists(), "nothing may be written for bad input"
+
+
+def damaged_runs(root: Path, good: Path) -> dict[str, Path]:
+    """Run folders whose checkpoint is missing, truncated, garbage, of an unknown builder or a newer format."""
+    raw = (good / ckpt.CHECKPOINT).read_bytes()
+    state = torch.load(good / ckpt.CHECKPOINT, weights_only=True)
+    runs = {name: root / name for name in ("empty", "truncated", "garbage", "unknown", "newer")}
+    for path in runs.values():
+        (path / "checkpoints").mkdir(parents=True)
+    (runs["truncated"] / ckpt.CHECKPOINT).write_bytes(raw[: len(raw) // 2])
+    (runs["garbage"] / ckpt.CHECKPOINT).write_bytes(b"not a checkpoint")
+    torch.save({**state, "model": {**state["model"], "builder": "transformer"}}, runs["unknown"] / ckpt.CHECKPOINT)
+    torch.save({**state, "format": ckpt.FORMAT + 1}, runs["newer"] / ckpt.CHECKPOINT)
+    runs["missing"] = root / "missing"
+    return runs
+
+
+BAD_RUNS = {
+    "missing": "is not a directory",
+    "empty": "holds no checkpoints/last.pt",
+    "truncated": "is unreadable",
+    "garbage": "is unreadable",
+    "unknown": "unknown model builder 'transformer'; registered: mlp, pca",
+    "newer": "upgrade aerun",
+}
+
+
+def test_bad_eval_and_plot_input_is_one_line(aerun_exe, make_cfg, tmp_path):
+    train(make_cfg("train", [*SMOKE, "model=pca"]), tmp_path / "good")
+    runs = damaged_runs(tmp_path, tmp_path / "good")
+    for name, fragment in BAD_RUNS.items():
+        assert_one_line(run(aerun_exe, "eval", f"run={runs[name]}", cwd=tmp_path), fragment)
+    for name in ("missing", "truncated"):  # plot reads runs through the same checks
+        assert_one_line(run(aerun_exe, "plot", f"run={runs[name]}", cwd=tmp_path), BAD_RUNS[name])
+    assert_one_line(run(aerun_exe, "plot", cwd=tmp_path), "needs run=DIR")
+
+
+def test_resumed_run_is_bitwise_equal_to_a_straight_run(make_cfg, tmp_path):
+    overrides = [*SMOKE, "model=shallow", "model.hidden=16", "epochs=3"]
+    train(make_cfg("train", overrides), tmp_path / "straight")
+
+    train(make_cfg("train", [*overrides, "epochs=1"]), tmp_path / "resumed")
+    config = OmegaConf.create(ckpt.load(tmp_path / "resumed" / ckpt.CHECKPOINT)["config"])
+    config.epochs = 3
+    train(config, tmp_path / "resumed", resume=True)
+
+    a = ckpt.load(tmp_path / "straight" / ckpt.CHECKPOINT)
+    b = ckpt.load(tmp_path / "resumed" / ckpt.CHECKPOINT)
+    assert (a["epoch"], a["step"]) == (b["epoch"], b["step"]) == (3, 48)
+    for key, tensor in a["model"]["state"].items():
+        assert torch.equal(tensor, b["model"]["state"][key]), key
+    for name in ("loss_iter.csv", "loss_epoch.csv"):
+        straight = [line.split(",")[:4] for line in (tmp_path / "straight" / name).read_text().splitlines()]
+        resumed = [line.split(",")[:4] for line in (tmp_path / "resumed" / name).read_text().splitlines()]
+        assert straight == resumed, name
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(make_cfg, tmp_path, monkeypatch):
+    import aerun.train
+
+    calls = {"n": 0}
+    real = aerun.train.loss_terms
+
+    def diverging(*args, **kwargs):  # the 20th step (4th of epoch 2) goes non-finite
+        calls["n"] += 1
+        mse, penalty = real(*args, **kwargs)
+        return (mse * float("nan"), penalty) if calls["n"] >= 20 else (mse, penalty)
+
+    monkeypatch.setattr(aerun.train, "loss_terms", diverging)
+    with pytest.raises(UserError, match=r"non-finite at epoch 2, step 20; the last good checkpoint \(epoch 1\)"):
+        train(make_cfg("train", [*SMOKE, "model=shallow", "model.hidden=16"]), tmp_path)
+    kept = ckpt.load(tmp_path / ckpt.CHECKPOINT)
+    assert (kept["epoch"], kept["step"]) == (1, 16)
+    assert all(torch.isfinite(t).all() for t in kept["model"]["state"].values())
+    epochs = (tmp_path / "loss_epoch.csv").read_text().splitlines()
+    assert len(epochs) == 2  # header and epoch 1: the diverged epoch is not recorded
+
+
+def slow_run(exe, cwd, run_dir):
+    """A synthetic run long enough to be stopped in the middle."""
+    args = ["model=deep", "dataset=synthetic", "dataset.n_train=4096", "batch_size=32", "epochs=500",
+            "device=cpu", f"hydra.run.dir={run_dir}"]
+    return subprocess.Popen([exe, *args], cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_epochs(run_dir: Path, n: int, proc, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if ckpt.load(run_dir / ckpt.CHECKPOINT)["epoch"] >= n:
+                return
+        except UserError:  # not written yet
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"{run_dir} did not reach {n} epochs")
+
+
+def test_sigkill_leaves_a_checkpoint_that_loads_and_resumes(aerun_exe, tmp_path):
+    run_dir = tmp_path / "killed"
+    proc = slow_run(aerun_exe, tmp_path, run_dir)
+    wait_for_epochs(run_dir, 2, proc)
+    time.sleep(0.3)  # somewhere inside a later epoch, or inside a checkpoint write
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_epochs = ckpt.load(run_dir / ckpt.CHECKPOINT)["epoch"]
+    assert done_epochs >= 2
+    done = run(aerun_exe, "train", f"resume={run_dir}", f"epochs={done_epochs + 1}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    resumed = ckpt.load(run_dir / ckpt.CHECKPOINT)
+    assert resumed["epoch"] == done_epochs + 1
+    epochs = [line.split(",")[0] for line in (run_dir / "loss_epoch.csv").read_text().splitlines()[1:]]
+    assert epochs == [str(e) for e in range(1, done_epochs + 2)]
+
+
+def test_sigterm_stops_with_a_resume_hint(aerun_exe, tmp_path):
+    run_dir = tmp_path / "stopped"
+    proc = slow_run(aerun_exe, tmp_path, run_dir)
+    wait_for_epochs(run_dir, 1, proc)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert f"aerun train resume={run_dir}" in stderr and "Traceback" not in stderr
+    assert ckpt.load(run_dir / ckpt.CHECKPOINT)["epoch"] >= 1
+    assert not list((run_dir / "checkpoints").glob("*.tmp"))
+
+
+def test_runs_started_together_get_distinct_directories(aerun_exe, tmp_path):
+    args = [aerun_exe, *SMOKE, "model=pca"]
+    procs = [subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for _ in range(2)]
+    assert all(p.wait(timeout=120) == 0 for p in procs)
+    runs = list((tmp_path / "outputs" / "pca").iterdir())
+    assert len(runs) == 2 and all((r / ckpt.CHECKPOINT).is_file() for r in runs)
+
+
+def test_an_existing_run_is_never_overwritten(aerun_exe, tmp_path):
+    run_dir = tmp_path / "mine"
+    assert run(aerun_exe, *SMOKE, "model=pca", f"hydra.run.dir={run_dir}", cwd=tmp_path).returncode == 0
+    before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    done = run(aerun_exe, *SMOKE, "model=deep", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert_one_line(done, "already holds a trained run", f"resume={run_dir}")
+    assert before == {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}

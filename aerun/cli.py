@@ -101,13 +101,14 @@ def resume_command(cfg: DictConfig) -> dict:
 
 
 def eval_command(cfg: DictConfig) -> None:
-    from aerun.evaluate import EVAL_MD, evaluate, find_runs
+    from aerun.evaluate import eval_name, evaluate, find_runs
     from aerun.train import resolve_device
 
     path = _required_run(cfg, "run", "eval")
     runs = find_runs(path)
-    evaluate(path, cfg.paths.data_dir, resolve_device(cfg.device))
-    summary = (path if len(runs) > 1 else runs[0]) / EVAL_MD
+    noise = (cfg.noise.name, cfg.noise.level)
+    evaluate(path, cfg.paths.data_dir, resolve_device(cfg.device), noise, cfg.noise_seed)
+    summary = (path if len(runs) > 1 else runs[0]) / f"{eval_name(noise)}.md"
     print(summary.read_text())
     print(f"written: {summary} and eval.json beside it")
 
@@ -116,7 +117,15 @@ def plot_command(cfg: DictConfig) -> None:
     from aerun.plot import plot
     from aerun.train import resolve_device
 
-    for figure in plot(_required_run(cfg, "run", "plot"), cfg.paths.data_dir, str(resolve_device(cfg.device))):
+    from aerun.validate import positive_int
+
+    positive_int("filters", cfg.filters)
+    figures = plot(
+        _required_run(cfg, "run", "plot"), cfg.paths.data_dir, str(resolve_device(cfg.device)),
+        baseline=cfg.baseline, ood=cfg.ood, noise=(cfg.noise.name, cfg.noise.level), filters=cfg.filters,
+        pixel_noise=list(cfg.pixel_noise), code_noise=list(cfg.code_noise), seed=cfg.noise_seed,
+    )
+    for figure in figures:
         print(figure)
 
 
@@ -214,10 +223,12 @@ def preflight(config_name: str, args: list[str]) -> None:
             raise UserError(_one_line(exc)) from None
         finally:
             GlobalHydra.instance().clear()
-        if config_name == "train":
-            from aerun.validate import check_train
+        from aerun import validate
 
-            check_train(cfg)
+        if config_name == "train":
+            validate.check_train(cfg)
+        elif "noise" in cfg:
+            validate.check_noise(cfg)
 
 
 def main() -> None:

@@ -16,28 +16,27 @@ import yaml
 from torch import nn
 
 from aerun import checkpoint as ckpt
-from aerun.data import load_split
+from aerun.data import IMAGE_SHAPE, load_split
 from aerun.errors import UserError
 from aerun.models import PCA
+from aerun.noise import corrupt, generator
 
-EVAL_JSON = "eval.json"
-EVAL_MD = "eval.md"
 EVAL_BATCH = 4096
 
 
 # --------------------------------------------------------------------------- runs and sweeps
 
 
-def find_runs(path: Path) -> list[Path]:
+def find_runs(path: Path, key: str = "run") -> list[Path]:
     """The run directories under `path`: itself if it is a run, else the jobs of a sweep."""
     path = Path(path)
     if not path.is_dir():
-        raise UserError(f"run={path} is not a directory; pass a run or sweep directory under outputs/")
+        raise UserError(f"{key}={path} is not a directory; pass a run or sweep directory under outputs/")
     if (path / ckpt.CHECKPOINT).exists():
         return [path]
     jobs = [p.parent.parent for p in path.glob(f"*/{ckpt.CHECKPOINT}")]
     if not jobs:
-        raise UserError(f"run={path} holds no {ckpt.CHECKPOINT} and no sweep jobs with one; train first")
+        raise UserError(f"{key}={path} holds no {ckpt.CHECKPOINT} and no sweep jobs with one; train first")
     return sorted(jobs, key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))
 
 
@@ -60,14 +59,36 @@ def job_labels(runs: list[Path]) -> list[str]:
 
 
 @torch.no_grad()
-def sse_per_image(model: nn.Module, images: torch.Tensor, batch_size: int = EVAL_BATCH) -> torch.Tensor:
-    """Sum of squared pixel errors of each image, float64, shape (N,)."""
+def reconstruct(
+    model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor | None = None, batch_size: int = EVAL_BATCH
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """SSE of each image against `targets` (default: the inputs), float64 (N,), and the codes (N, code_dim)."""
     model.eval()
-    out = []
-    for chunk in images.split(batch_size):
-        recon, _ = model(chunk)
-        out.append((recon - chunk).double().pow(2).flatten(1).sum(1))
-    return torch.cat(out)
+    targets = inputs if targets is None else targets
+    errors, codes = [], []
+    for x, y in zip(inputs.split(batch_size), targets.split(batch_size)):
+        recon, code = model(x)
+        errors.append((recon - y).double().pow(2).flatten(1).sum(1))
+        codes.append(code)
+    return torch.cat(errors), torch.cat(codes)
+
+
+def sse_per_image(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
+    return reconstruct(model, inputs, targets)[0]
+
+
+def code_statistics(codes: torch.Tensor) -> dict[str, Any]:
+    """How sparse the code is (assignment part 3): per-unit means, exact zeros, L1 per image."""
+    return {
+        "mean_activation": codes.mean(0).tolist(),
+        "fraction_zero": (codes == 0).double().mean().item(),
+        "mean_l1": codes.abs().sum(1).mean().item(),
+    }
+
+
+def noisy_test_inputs(images: torch.Tensor, noise: tuple[str, float], seed: int) -> torch.Tensor:
+    """The corrupted test split: one realisation per (noise, level, seed), the same for every model."""
+    return corrupt(images, *noise, generator(seed, images.device))
 
 
 def summarise(sse: torch.Tensor, pixels: int) -> dict[str, float]:
@@ -80,7 +101,11 @@ _PCA_CACHE: dict[tuple, PCA] = {}
 
 
 def fitted_pca(dataset: Mapping[str, Any], k: int, data_dir: Path | str, device: torch.device | str) -> PCA:
-    """PCA with k components fitted on the training split (cached per process, for sweeps)."""
+    """PCA with k components fitted on the training split (cached per process, for sweeps).
+
+    k is capped at the number of pixels: an overcomplete code is compared with the full basis.
+    """
+    k = min(k, math.prod(IMAGE_SHAPE))
     key = (json.dumps(dict(dataset), sort_keys=True, default=str), k, str(Path(data_dir).resolve()), str(device))
     if key not in _PCA_CACHE:
         train = load_split(dataset, "train", data_dir, device)
@@ -88,8 +113,19 @@ def fitted_pca(dataset: Mapping[str, Any], k: int, data_dir: Path | str, device:
     return _PCA_CACHE[key]
 
 
-def evaluate_run(run_dir: Path, data_dir: Path | str, device: torch.device | str) -> dict[str, Any]:
-    """Metrics of one run's checkpoint on its data set's test split, with PCA at the same code size."""
+def eval_name(noise: tuple[str, float]) -> str:
+    """eval.json for clean inputs; eval-gaussian-0.5.json and the like for corrupted ones."""
+    return "eval" if noise[0] == "none" or noise[1] == 0 else f"eval-{noise[0]}-{noise[1]:g}"
+
+
+def evaluate_run(
+    run_dir: Path, data_dir: Path | str, device: torch.device | str,
+    noise: tuple[str, float] = ("none", 0.0), noise_seed: int = 0,
+) -> dict[str, Any]:
+    """Metrics of one run's checkpoint on its data set's test split, with PCA at the same code size.
+
+    With a noise, the inputs are corrupted and the errors measured against the clean images.
+    """
     checkpoint = ckpt.load(Path(run_dir) / ckpt.CHECKPOINT)
     model = ckpt.rebuild(checkpoint, device)
     dataset = checkpoint["config"]["dataset"]
@@ -99,6 +135,8 @@ def evaluate_run(run_dir: Path, data_dir: Path | str, device: torch.device | str
     if max(showcase) >= len(test):
         raise UserError(f"dataset.showcase index {max(showcase)} is past the test split's {len(test)} images")
     pixels = test.images[0].numel()
+    inputs = noisy_test_inputs(test.images, noise, noise_seed)
+    trained_on = checkpoint["config"].get("noise", {"name": "none", "level": 0.0})
     result: dict[str, Any] = {
         "dataset": dataset["name"],
         "split": "test",
@@ -106,30 +144,42 @@ def evaluate_run(run_dir: Path, data_dir: Path | str, device: torch.device | str
         "run_dir": str(run_dir),
         "epoch": checkpoint["epoch"],
         "step": checkpoint["step"],
+        "trained_with_noise": {"name": trained_on["name"], "level": trained_on["level"]},
+        "noise": {"name": noise[0], "level": noise[1], "seed": noise_seed},
         "showcase": {"indices": showcase, "labels": test.labels[showcase].tolist()},
     }
     for key, m, name in (("model", model, checkpoint["model"]["name"]), ("pca", pca, None)):
-        sse = sse_per_image(m, test.images)
+        sse, codes = reconstruct(m, inputs, test.images)
         entry = {"name": name, "code_dim": model.code_dim} if name else {"k": pca.code_dim}
         result[key] = {**entry, **summarise(sse, pixels), "showcase_sse": sse[showcase].tolist()}
+        if name:
+            result[key]["code"] = code_statistics(codes)
     return result
 
 
-def evaluate(path: Path, data_dir: Path | str, device: torch.device | str) -> dict[str, Any]:
-    """Evaluate a run, or every job of a sweep; write eval.json and eval.md beside each."""
+def evaluate(
+    path: Path, data_dir: Path | str, device: torch.device | str,
+    noise: tuple[str, float] = ("none", 0.0), noise_seed: int = 0,
+) -> dict[str, Any]:
+    """Evaluate a run, or every job of a sweep; write eval.json and eval.md beside each.
+
+    With a noise the files are named after it (eval-gaussian-0.5.json, ...), so a
+    clean evaluation is never overwritten by a noisy one.
+    """
     path = Path(path)
     runs = find_runs(path)
+    name = eval_name(noise)
     results = []
     for run in runs:
-        result = evaluate_run(run, data_dir, device)
-        (run / EVAL_JSON).write_text(json.dumps(result, indent=2) + "\n")
-        (run / EVAL_MD).write_text(run_markdown(result))
+        result = evaluate_run(run, data_dir, device, noise, noise_seed)
+        (run / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+        (run / f"{name}.md").write_text(run_markdown(result))
         results.append(result)
     if not is_sweep(path, runs):
         return results[0]
     sweep = {"sweep_dir": str(path), "jobs": [{"label": label, **r} for label, r in zip(job_labels(runs), results)]}
-    (path / EVAL_JSON).write_text(json.dumps(sweep, indent=2) + "\n")
-    (path / EVAL_MD).write_text(sweep_markdown(sweep))
+    (path / f"{name}.json").write_text(json.dumps(sweep, indent=2) + "\n")
+    (path / f"{name}.md").write_text(sweep_markdown(sweep))
     return sweep
 
 
@@ -153,7 +203,12 @@ def run_markdown(result: Mapping[str, Any]) -> str:
         f"# Evaluation of {result['run_dir']}",
         "",
         f"{result['dataset']} {result['split']} split, {result['n_images']} images, after epoch {result['epoch']}. "
-        "SSE is the sum of squared pixel errors per image on the [0, 1] scale.",
+        "SSE is the sum of squared pixel errors per image on the [0, 1] scale"
+        + (f", inputs corrupted by {result['noise']['name']} noise at level {result['noise']['level']:g} "
+           "and errors measured against the clean images." if result["noise"]["name"] != "none" else "."),
+        "",
+        f"Code: {model['code']['fraction_zero']:.1%} of the activations are exactly zero; "
+        f"mean L1 norm per image {model['code']['mean_l1']:.4g}.",
         "",
         *metrics_table([(model["name"], model["code_dim"], model), (pca_name, pca["k"], pca)]),
         "",
@@ -169,9 +224,10 @@ def run_markdown(result: Mapping[str, Any]) -> str:
 
 
 def sweep_markdown(sweep: Mapping[str, Any]) -> str:
-    header = ["job", "model", "code", "SSE/image", "MSE", "PSNR (dB)", "PCA SSE/image", "epochs"]
+    header = ["job", "model", "code", "SSE/image", "MSE", "PSNR (dB)", "PCA SSE/image", "zero code", "epochs"]
     lines = [f"# Evaluation of sweep {sweep['sweep_dir']}", "", _row(header), _row(["---"] * len(header))]
     for job in sweep["jobs"]:
         m, p = job["model"], job["pca"]
-        lines.append(_row([job["label"], m["name"], m["code_dim"], m["sse_per_image"], m["mse"], m["psnr_db"], p["sse_per_image"], job["epoch"]]))
+        lines.append(_row([job["label"], m["name"], m["code_dim"], m["sse_per_image"], m["mse"], m["psnr_db"],
+                           p["sse_per_image"], f"{m['code']['fraction_zero']:.1%}", job["epoch"]]))
     return "\n".join(lines) + "\n"

@@ -185,3 +185,99 @@ def mlp(
     output_activation: str = "relu",
 ) -> MLPAutoencoder:
     return MLPAutoencoder(code, encoder, decoder, activation, code_activation, output_activation)
+
+
+# --------------------------------------------------------------------------- convolutional
+
+
+UPSAMPLERS = ("unpool", "deconv", "unpool_deconv")
+
+
+class ConvAutoencoder(nn.Module):
+    """Convolutional AE of assignment part 6, with one of three upsampling schemes.
+
+    Encoder: [conv 3x3 (stride 1) - ReLU - 2x2 max-pool] per entry of `channels`
+    (28 -> 14 -> 7 -> 3). The decoder mirrors it, then one last 3x3 convolution maps
+    to the output: 2 * len(channels) + 1 convolutional layers in all.
+
+    - unpool: max-unpooling at the recorded indices, then a 3x3 convolution;
+    - deconv: a stride-2 transposed convolution does the upsampling;
+    - unpool_deconv: max-unpooling, then a stride-1 transposed convolution.
+
+    Unpooling uses the indices and input sizes recorded by this forward pass, so
+    any batch size works, and the 7 -> 3 floor is undone exactly.
+    """
+
+    def __init__(
+        self,
+        channels: Sequence[int] = (8, 16, 16),
+        upsample: str = "unpool",
+        activation_name: str = "relu",
+        output_activation: str = "relu",
+        in_shape: Sequence[int] = IMAGE_SHAPE,
+    ) -> None:
+        super().__init__()
+        if upsample not in UPSAMPLERS:
+            raise UserError(f"model.upsample={upsample!r} is not allowed; allowed: {', '.join(UPSAMPLERS)}")
+        self.in_shape = tuple(in_shape)
+        self.upsample = upsample
+        widths = [self.in_shape[0], *channels]
+        self.encoder = nn.ModuleList(nn.Conv2d(a, b, 3, padding=1) for a, b in zip(widths[:-1], widths[1:]))
+        self.pool = nn.MaxPool2d(2, return_indices=True)
+        self.unpool = nn.MaxUnpool2d(2)
+        # mirror: channels[-1] -> ... -> channels[0], then channels[0] -> channels[0] before the output layer
+        back = [*reversed(channels), channels[0]]
+        sizes = [self.in_shape[1]]  # the side before each pooling: 28, 14, 7
+        for _ in channels[1:]:
+            sizes.append(sizes[-1] // 2)
+        self.decoder = nn.ModuleList(
+            self._up_layer(a, b, odd=side % 2 == 1) for a, b, side in zip(back[:-1], back[1:], reversed(sizes))
+        )
+        self.output = nn.Conv2d(channels[0], self.in_shape[0], 3, padding=1)
+        self.act = activation(activation_name, "model.activation")
+        self.out_act = activation(output_activation, "model.output_activation")
+        size = self.in_shape[1]
+        for _ in channels:
+            size //= 2
+        self.code_dim = channels[-1] * size * size
+
+    def _up_layer(self, n_in: int, n_out: int, odd: bool) -> nn.Module:
+        if self.upsample == "unpool":
+            return nn.Conv2d(n_in, n_out, 3, padding=1)
+        if self.upsample == "unpool_deconv":
+            return nn.ConvTranspose2d(n_in, n_out, 3, padding=1)
+        # stride 2 doubles the side; an odd side before pooling (7 -> 3) needs 2s + 1
+        return nn.ConvTranspose2d(n_in, n_out, 3, stride=2, padding=0 if odd else 1, output_padding=0 if odd else 1)
+
+    def encode_with_indices(self, x: torch.Tensor) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Size]]]:
+        pooled = []
+        for conv in self.encoder:
+            x = self.act(conv(x))
+            size = x.shape
+            x, indices = self.pool(x)
+            pooled.append((indices, size))
+        return x, pooled
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encode_with_indices(x)[0].flatten(1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z, pooled = self.encode_with_indices(x)
+        h = z
+        for layer, (indices, size) in zip(self.decoder, reversed(pooled)):
+            if self.upsample == "deconv":
+                h = layer(h)
+            else:
+                h = layer(self.unpool(h, indices, output_size=size))
+            h = self.act(h)
+        return self.out_act(self.output(h)), z.flatten(1)
+
+
+@register("conv")
+def conv(
+    channels: Sequence[int] = (8, 16, 16),
+    upsample: str = "unpool",
+    activation: str = "relu",
+    output_activation: str = "relu",
+) -> ConvAutoencoder:
+    return ConvAutoencoder(channels, upsample, activation, output_activation)

@@ -1,25 +1,139 @@
 """Figures from checkpoints and history files, never from live training state.
 
 Uses matplotlib's object API (no pyplot), so nothing depends on a display or on
-global figure state.
+global figure state. Every figure function takes loaded runs and data and writes
+one PNG.
 """
 
 from __future__ import annotations
 
 import csv
+import math
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from matplotlib.figure import Figure
+from torch import nn
 
 from aerun import checkpoint as ckpt
 from aerun.data import load_split
-from aerun.models import PCA
-from aerun.evaluate import find_runs, fitted_pca, is_sweep, job_labels, sse_per_image
+from aerun.errors import UserError
+from aerun.evaluate import find_runs, fitted_pca, is_sweep, job_labels, reconstruct
+from aerun.models import PCA, ConvAutoencoder, MLPAutoencoder
+from aerun.noise import corrupt, generator
 from aerun.train import EPOCH_LOG, ITER_LOG
 
 FIGURES = "figures"
+OOD_KINDS = ("none", "noise", "fashion_mnist", "kmnist", "mnist")
+MANIFOLD_MAX_CODE = 32  # code-space figures for bottlenecks this small or smaller
+
+
+@dataclass
+class Row:
+    """One row of an image grid: n images (n, H, W) or (n, 1, H, W), titles optional."""
+
+    label: str
+    images: torch.Tensor
+    titles: Sequence[str] | None = None
+    cmap: str = "gray"
+    vmin: float | None = 0.0
+    vmax: float | None = 1.0
+
+
+@dataclass
+class Loaded:
+    run: Path
+    label: str
+    checkpoint: dict[str, Any]
+    model: nn.Module
+
+    @property
+    def trained_noise(self) -> tuple[str, float]:
+        noise = self.checkpoint["config"].get("noise", {"name": "none", "level": 0.0})
+        return noise["name"], float(noise["level"])
+
+
+def load(run: Path, label: str, device: str) -> Loaded:
+    checkpoint = ckpt.load(run / ckpt.CHECKPOINT)
+    return Loaded(run, label, checkpoint, ckpt.rebuild(checkpoint, device))
+
+
+# --------------------------------------------------------------------------- drawing helpers
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def image_grid(rows: Sequence[Row], path: Path, title: str) -> Path:
+    n = max(r.images.shape[0] for r in rows)
+    fig = Figure(figsize=(1.25 * n + 1.2, 1.45 * len(rows) + 0.6), layout="constrained")
+    axes = fig.subplots(len(rows), n, squeeze=False)
+    for r, row in enumerate(rows):
+        images = row.images.detach().float().cpu()
+        images = images[:, 0] if images.dim() == 4 else images
+        for c in range(n):
+            ax = axes[r][c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c >= images.shape[0]:
+                ax.set_axis_off()
+                continue
+            ax.imshow(images[c].numpy(), cmap=row.cmap, vmin=row.vmin, vmax=row.vmax)
+            if row.titles is not None:
+                ax.set_title(row.titles[c], fontsize=7)
+        axes[r][0].set_ylabel(row.label, fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
+def sse_titles(sse: torch.Tensor) -> list[str]:
+    return [f"SSE {v:.2f}" for v in sse.tolist()]
+
+
+def output_row(label: str, model: nn.Module, inputs: torch.Tensor, clean: torch.Tensor | None = None) -> Row:
+    """A model's reconstructions of `inputs`, titled with their SSE against `clean` (default: the inputs)."""
+    clean = inputs if clean is None else clean
+    with torch.no_grad():
+        recon = model(inputs)[0]
+    return Row(label, recon, sse_titles(reconstruct(model, inputs, clean)[0]))
+
+
+def grid_side(n: int) -> tuple[int, int]:
+    """A near-square (rows, cols) holding n cells: 1156 -> 34x34, 256 -> 16x16, 30 -> 5x6."""
+    rows = math.isqrt(n)
+    return rows, -(-n // rows)
+
+
+def code_maps(codes: torch.Tensor) -> torch.Tensor:
+    """Codes (n, D) as images (n, rows, cols), padded with NaN (drawn blank)."""
+    rows, cols = grid_side(codes.shape[1])
+    padded = torch.full((codes.shape[0], rows * cols), float("nan"))
+    padded[:, : codes.shape[1]] = codes.detach().float().cpu()
+    return padded.view(-1, rows, cols)
+
+
+def normalised(weights: torch.Tensor) -> torch.Tensor:
+    """Each filter scaled to [0, 1] on its own, for display."""
+    flat = weights.detach().float().cpu().flatten(1)
+    low, high = flat.min(1, keepdim=True).values, flat.max(1, keepdim=True).values
+    return ((flat - low) / (high - low).clamp_min(1e-12)).view_as(weights.detach().cpu())
+
+
+def first_layer_filters(model: nn.Module) -> torch.Tensor | None:
+    """Encoder filters as 28x28 images: each hidden unit's input weights (PCA: its components)."""
+    if isinstance(model, MLPAutoencoder):
+        return model.encoder[0].weight.view(-1, *model.in_shape[1:])
+    if isinstance(model, PCA):
+        return model.components.T.reshape(-1, *model.in_shape[1:])
+    return None
+
+
+# --------------------------------------------------------------------------- figures
 
 
 def read_csv(path: Path) -> dict[str, list[float]]:
@@ -31,24 +145,6 @@ def read_csv(path: Path) -> dict[str, list[float]]:
     if not rows:
         return {}
     return {key: [float(r[key]) for r in rows] for key in rows[0]}
-
-
-def image_grid(rows: Sequence[tuple[str, torch.Tensor, Sequence[float] | None]], path: Path, title: str) -> Path:
-    """One row of images per entry: (row label, images (n, 1, H, W), SSE per image or None)."""
-    n = rows[0][1].shape[0]
-    fig = Figure(figsize=(1.3 * n + 1.0, 1.5 * len(rows) + 0.6), layout="constrained")
-    axes = fig.subplots(len(rows), n, squeeze=False)
-    for r, (label, images, errors) in enumerate(rows):
-        for c in range(n):
-            ax = axes[r][c]
-            ax.imshow(images[c, 0].detach().cpu().clamp(0, 1).numpy(), cmap="gray", vmin=0, vmax=1)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if errors is not None:
-                ax.set_title(f"SSE {errors[c]:.2f}", fontsize=8)
-        axes[r][0].set_ylabel(label, fontsize=9)
-    fig.suptitle(title)
-    return _save(fig, path)
 
 
 def loss_figures(histories: Sequence[tuple[str, Path]], out_dir: Path) -> list[Path]:
@@ -68,55 +164,207 @@ def loss_figures(histories: Sequence[tuple[str, Path]], out_dir: Path) -> list[P
         return []
     for ax, xlabel in ((it_ax, "iteration"), (ep_ax, "epoch")):
         ax.set_xlabel(xlabel)
-        ax.set_ylabel("MSE per pixel")
+        ax.set_ylabel("reconstruction MSE per pixel")
         ax.set_yscale("log")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7)
+    ep_ax.xaxis.get_major_locator().set_params(integer=True)
     it_ax.set_title("Training loss per iteration")
     ep_ax.set_title("Loss per epoch (train: mean over the epoch; test: at its end)")
     return [_save(it_fig, out_dir / "loss_iter.png"), _save(ep_fig, out_dir / "loss_epoch.png")]
 
 
-def _save(fig: Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    return path
-
-
-def reconstruction_rows(runs: Sequence[Path], labels: Sequence[str], data_dir: Path | str, device: str):
-    """Rows for `image_grid`: the showcase originals, PCA at the first run's code size, then each run."""
-    first = ckpt.load(runs[0] / ckpt.CHECKPOINT)
-    models = [ckpt.rebuild(first if run == runs[0] else ckpt.load(run / ckpt.CHECKPOINT), device) for run in runs]
-    dataset = first["config"]["dataset"]
-    showcase = [int(i) for i in dataset["showcase"]]
-    test = load_split(dataset, "test", data_dir, device)
+def reconstructions_figure(models: Sequence[Loaded], test, showcase: list[int], pca: PCA, out: Path, title: str) -> Path:
     originals = test.images[showcase]
-    rows: list[tuple[str, torch.Tensor, Sequence[float] | None]] = [("original", originals, None)]
-    pca = fitted_pca(dataset, first["model"]["code_dim"], data_dir, device)
+    rows = [Row("original", originals), output_row(f"PCA-{pca.code_dim}", pca, originals)]
+    for m in models:
+        if not (isinstance(m.model, PCA) and m.model.code_dim == pca.code_dim):  # the PCA row shows it already
+            rows.append(output_row(m.label, m.model, originals))
+    return image_grid(rows, out, title)
+
+
+def filters_figure(models: Sequence[Loaded], n: int, out: Path, per_row: int = 16) -> Path | None:
+    """Encoder filters as 28x28 images: for one model, a grid of its first n; for several, a row each."""
+    found = [(m.label, f) for m in models if (f := first_layer_filters(m.model)) is not None]
+    if not found:
+        return None
+    if len(found) == 1:
+        label, filters = found[0]
+        filters = normalised(filters[:n])
+        rows = [Row(f"units {i}-{min(i + per_row, len(filters)) - 1}", filters[i: i + per_row])
+                for i in range(0, len(filters), per_row)]
+        return image_grid(rows, out, f"{label}: encoder filters (each unit's input weights, scaled to [0, 1])")
+    rows = [Row(label, normalised(f[:per_row])) for label, f in found]
+    return image_grid(rows, out, f"Encoder filters, first {per_row} units of each model (scaled to [0, 1])")
+
+
+def mosaic(weight: torch.Tensor, limit: int = 16) -> torch.Tensor:
+    """Kernels (A, B, k, k) tiled into one image, A down and B across, NaN gaps between them."""
+    w = weight.detach().float().cpu()[:limit, :limit]
+    a, b, k, _ = w.shape
+    tiles = torch.full((a, k + 1, b, k + 1), float("nan"))
+    tiles[:, :k, :, :k] = w.permute(0, 2, 1, 3)
+    return tiles.reshape(a * (k + 1), b * (k + 1))[:-1, :-1]
+
+
+def conv_filters_figure(model: Loaded, out: Path) -> Path | None:
+    """Every 3x3 kernel of the convolutional AE's encoder and decoder layers (up to 16x16 per layer)."""
+    if not isinstance(model.model, ConvAutoencoder):
+        return None
+    m = model.model
+    layers = [(f"encoder {i + 1}", c.weight) for i, c in enumerate(m.encoder)]
+    layers += [(f"decoder {i + 1}, {type(c).__name__}", c.weight) for i, c in enumerate(m.decoder)]
+    layers.append(("output", m.output.weight))
+    fig = Figure(figsize=(3.2 * 4, 3.6 * 2), layout="constrained")
+    axes = fig.subplots(2, 4).flatten()
+    for ax, (name, weight) in zip(axes, layers):
+        scale = weight.abs().max().item() or 1.0
+        ax.imshow(mosaic(weight).numpy(), cmap="RdBu_r", vmin=-scale, vmax=scale)
+        ax.set_title(f"{name}\nweight {tuple(weight.shape)}", fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax in axes[len(layers):]:
+        ax.set_axis_off()
+    fig.suptitle(f"{model.label} ({m.upsample}): 3x3 kernels, one block per (dim 0, dim 1) pair; red +, blue -",
+                 fontsize=10)
+    return _save(fig, out)
+
+
+def activations_figure(models: Sequence[Loaded], test, showcase: list[int], out: Path) -> Path | None:
+    """Code activations as maps: the mean over the test split, then each showcase digit; a row per model."""
+    rows = []
+    for m in models:
+        if isinstance(m.model, ConvAutoencoder):
+            continue
+        _, codes = reconstruct(m.model, test.images)
+        maps = code_maps(torch.cat([codes.mean(0, keepdim=True), codes[showcase]]))
+        zero = (codes == 0).double().mean().item()
+        titles = [f"mean ({zero:.0%} zero)"] + [f"digit {int(label)}" for label in test.labels[showcase].tolist()]
+        rows.append(Row(m.label, maps, titles, cmap="viridis", vmin=0, vmax=float(codes[showcase].max())))
+    if not rows:
+        return None
+    return image_grid(rows, out, "Code activations: mean over the test split, then each showcase digit")
+
+
+def denoising_figure(
+    models: Sequence[Loaded], noises: Sequence[tuple[str, float]], baseline: Loaded | None,
+    test, showcase: list[int], seed: int, out: Path,
+) -> Path | None:
+    """For each model: its noisy inputs, the baseline's outputs, its own outputs; SSE against the clean digits."""
+    clean = test.images[showcase]
+    rows = []
+    for m, (name, level) in zip(models, noises):
+        if name == "none":
+            continue
+        noisy = corrupt(clean, name, level, generator(seed, clean.device))
+        rows.append(Row(f"{name} {level:g}", noisy, sse_titles((noisy - clean).pow(2).flatten(1).sum(1))))
+        if baseline is not None:
+            rows.append(output_row(baseline.label, baseline.model, noisy, clean))
+        rows.append(output_row(m.label, m.model, noisy, clean))
+    if not rows:
+        return None
+    return image_grid(rows, out, "Noisy inputs and their reconstructions (SSE against the clean digit)")
+
+
+def manifold_figures(model: Loaded, test, showcase: list[int], pixel_noise, code_noise, seed: int, out_dir: Path) -> list[Path]:
+    """Assignment part 5: random moves in pixel space against moves in code space, and interpolations."""
+    m = model.model
+    if not hasattr(m, "decode") or m.code_dim > MANIFOLD_MAX_CODE:
+        return []
+    gen = generator(seed, test.images.device)
+    digit = test.images[showcase[2 % len(showcase)]]
+    samples = 8
+    written = []
+    pixel_rows = [Row("original", digit[None])]
+    for level in pixel_noise:
+        moved = digit + level * torch.randn((samples, *digit.shape), generator=gen, device=digit.device)
+        pixel_rows.append(Row(f"pixel noise {level:g}", moved, vmin=0, vmax=1))
+    written.append(image_grid(pixel_rows, out_dir / "manifold_pixel.png",
+                              "A digit moved in random directions of pixel space: no longer a digit"))
     with torch.no_grad():
-        rows.append((f"PCA-{pca.code_dim}", pca(originals)[0], sse_per_image(pca, originals).tolist()))
-        for model, label in zip(models, labels):
-            if isinstance(model, PCA) and model.code_dim == pca.code_dim:
-                continue  # the PCA row already shows it
-            rows.append((label, model(originals)[0], sse_per_image(model, originals).tolist()))
-    return dataset["name"], showcase, rows
+        code = m.encode(digit[None])
+        code_rows = [Row("original", digit[None]), Row("decoded", m.decode(code))]
+        for level in code_noise:
+            moved = code + level * torch.randn((samples, code.shape[1]), generator=gen, device=code.device)
+            code_rows.append(Row(f"code noise {level:g}", m.decode(moved)))
+        written.append(image_grid(code_rows, out_dir / "manifold_code.png",
+                                  f"{model.label}: noise added to the {m.code_dim}-d code, then decoded"))
+        a, b = test.images[showcase[2 % len(showcase)]], test.images[showcase[7 % len(showcase)]]
+        t = torch.linspace(0, 1, 10, device=a.device).view(-1, 1, 1, 1)
+        za, zb = m.encode(a[None]), m.encode(b[None])
+        inter_rows = [
+            Row("pixel space", (1 - t) * a + t * b, [f"t={v:.2f}" for v in t.flatten().tolist()]),
+            Row("code space", m.decode((1 - t.view(-1, 1)) * za + t.view(-1, 1) * zb)),
+        ]
+        written.append(image_grid(inter_rows, out_dir / "manifold_interpolation.png",
+                                  f"{model.label}: from one digit to another, in pixel space and in code space"))
+    return written
 
 
-def plot(path: Path, data_dir: Path | str, device: str) -> list[Path]:
-    """Write figures/*.png for a run, or for every job of a sweep plus overlays at its root."""
+def ood_inputs(kind: str, data_dir: Path | str, device: str, seed: int, n: int = 10) -> tuple[str, torch.Tensor]:
+    if kind not in OOD_KINDS:
+        raise UserError(f"ood={kind!r} is not allowed; allowed: {', '.join(OOD_KINDS)}")
+    if kind == "noise":
+        images = torch.rand((n, 1, 28, 28), generator=generator(seed, device), device=device)
+        return "uniform random images", images
+    return f"{kind} test images 0-{n - 1}", load_split({"name": kind}, "test", data_dir, device).images[:n]
+
+
+def ood_figure(models: Sequence[Loaded], kind: str, data_dir, device: str, seed: int, out: Path) -> Path:
+    name, inputs = ood_inputs(kind, data_dir, device, seed)
+    rows = [Row("input", inputs)] + [output_row(m.label, m.model, inputs) for m in models]
+    return image_grid(rows, out, f"Inputs unlike the training data ({name}) and their reconstructions")
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def plot(
+    path: Path, data_dir: Path | str, device: str, *, baseline: Path | None = None, ood: str = "none",
+    noise: tuple[str, float] = ("none", 0.0), filters: int = 64,
+    pixel_noise: Sequence[float] = (0.3, 0.5, 0.8, 0.9), code_noise: Sequence[float] = (0.1, 0.5, 0.8, 500),
+    seed: int = 0,
+) -> list[Path]:
+    """Write figures/*.png for a run, or for every job of a sweep plus comparisons at its root."""
     path = Path(path)
     runs = find_runs(path)
-    written = []
-    for run in runs:
-        name = ckpt.load(run / ckpt.CHECKPOINT)["model"]["name"]
-        dataset, showcase, rows = reconstruction_rows([run], [name], data_dir, device)
-        title = f"{dataset} test images {showcase[0]}–{showcase[-1]}: reconstructions (SSE per image)"
-        written.append(image_grid(rows, run / FIGURES / "reconstructions.png", title))
-        written += loss_figures([(name, run)], run / FIGURES)
-    if is_sweep(path, runs):
-        labels = job_labels(runs)
-        dataset, showcase, rows = reconstruction_rows(runs, labels, data_dir, device)
-        title = f"{dataset} test images {showcase[0]}–{showcase[-1]}: every job of the sweep (SSE per image)"
-        written.append(image_grid(rows, path / FIGURES / "reconstructions.png", title))
-        written += loss_figures(list(zip(labels, runs)), path / FIGURES)
-    return written
+    labels = job_labels(runs) if is_sweep(path, runs) else [None]
+    models = [load(run, label or ckpt.load(run / ckpt.CHECKPOINT)["model"]["name"], device)
+              for run, label in zip(runs, labels)]
+    base = None
+    if baseline is not None:
+        base_run = find_runs(Path(baseline), "baseline")[0]
+        base = load(base_run, "baseline: " + ckpt.load(base_run / ckpt.CHECKPOINT)["model"]["name"], device)
+    if ood not in OOD_KINDS:
+        raise UserError(f"ood={ood!r} is not allowed; allowed: {', '.join(OOD_KINDS)}")
+    dataset = models[0].checkpoint["config"]["dataset"]
+    showcase = [int(i) for i in dataset["showcase"]]
+    test = load_split(dataset, "test", data_dir, device)
+    span = f"{dataset['name']} test images {showcase[0]}–{showcase[-1]}"
+
+    def noise_of(m: Loaded) -> tuple[str, float]:
+        return noise if noise[0] != "none" else m.trained_noise
+
+    def figures_for(group: Sequence[Loaded], out: Path, histories: Sequence[tuple[str, Path]]) -> list[Path]:
+        pca = fitted_pca(dataset, group[0].model.code_dim, data_dir, device)
+        with_base = [*group, base] if base is not None else list(group)
+        written = [reconstructions_figure(with_base, test, showcase, pca, out / "reconstructions.png",
+                                          f"{span}: reconstructions (SSE per image)")]
+        written += loss_figures(histories, out)
+        written.append(filters_figure(with_base, filters, out / "filters.png"))
+        written.append(activations_figure(with_base, test, showcase, out / "activations.png"))
+        written.append(denoising_figure(group, [noise_of(m) for m in group], base, test, showcase, seed,
+                                        out / "denoising.png"))
+        if ood != "none":
+            written.append(ood_figure(with_base, ood, data_dir, device, seed, out / f"ood_{ood}.png"))
+        return written
+
+    written: list[Path | None] = []
+    for m in models:
+        out = m.run / FIGURES
+        written += figures_for([m], out, [(m.label, m.run)])
+        written.append(conv_filters_figure(m, out / "conv_filters.png"))
+        written += manifold_figures(m, test, showcase, pixel_noise, code_noise, seed, out)
+    if len(models) > 1:
+        written += figures_for(models, path / FIGURES, [(m.label, m.run) for m in models])
+    return [p for p in written if p is not None]

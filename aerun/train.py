@@ -26,6 +26,7 @@ from aerun import checkpoint as ckpt
 from aerun.data import load_split
 from aerun.errors import UserError
 from aerun.models import build, builder_args
+from aerun.noise import corrupt
 from aerun.validate import check_train
 from aerun.validate import device as check_device
 
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 ITER_LOG = "loss_iter.csv"
 EPOCH_LOG = "loss_epoch.csv"
 ITER_FIELDS = ("step", "epoch", "loss", "penalty")
-EPOCH_FIELDS = ("epoch", "step", "train_loss", "test_loss", "seconds")
+EPOCH_FIELDS = ("epoch", "step", "train_loss", "train_penalty", "test_loss", "seconds")
 EVAL_BATCH = 4096
 
 
@@ -46,7 +47,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 def epoch_generator(seed: int, epoch: int, device: torch.device) -> torch.Generator:
-    """The data order of an epoch depends on (seed, epoch) alone, so a resumed run sees the same batches."""
+    """Randomness of an epoch (data order, noise) from (seed, epoch) alone, so a resumed run sees the same."""
     return torch.Generator(device=device).manual_seed(seed * 100_003 + epoch)
 
 
@@ -77,15 +78,21 @@ def train_epoch(
     generator: torch.Generator,
     sparsity: float,
     desc: str,
+    noise: tuple[str, float] = ("none", 0.0),
+    noise_generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """One pass over `images`; returns (steps, 2) of [reconstruction MSE, penalty] per step."""
+    """One pass over `images`; returns (steps, 2) of [reconstruction MSE, penalty] per step.
+
+    With a noise, the model sees corrupted inputs and is scored against the clean
+    images (the denoising AE, assignment part 4).
+    """
     model.train()
     n_steps = -(-images.shape[0] // batch_size)
     record = torch.empty(n_steps, 2, device=images.device)
     with tqdm(total=n_steps, desc=desc, unit="batch", leave=False, disable=None) as bar:
         for i, idx in enumerate(batches(images.shape[0], batch_size, generator)):
             x = images[idx]
-            mse, penalty = loss_terms(model, x, x, sparsity)
+            mse, penalty = loss_terms(model, corrupt(x, *noise, noise_generator), x, sparsity)
             optimizer.zero_grad(set_to_none=True)
             (mse + penalty).backward()
             optimizer.step()
@@ -133,9 +140,10 @@ class History:
             writer = csv.writer(f)
             for i, (loss, penalty) in enumerate(record.tolist()):
                 writer.writerow([first_step + i + 1, epoch, f"{loss:.6g}", f"{penalty:.6g}"])
-        train_loss = record[:, 0].mean().item() if len(record) else float("nan")
+        train_loss, train_penalty = record.mean(0).tolist()
         with open(self.epoch_path, "a", newline="") as f:
-            csv.writer(f).writerow([epoch, first_step + len(record), f"{train_loss:.6g}", f"{test_loss:.6g}", f"{seconds:.3f}"])
+            csv.writer(f).writerow([epoch, first_step + len(record), f"{train_loss:.6g}", f"{train_penalty:.6g}",
+                                    f"{test_loss:.6g}", f"{seconds:.3f}"])
 
 
 def train(cfg: DictConfig, run_dir: Path, *, resume: bool = False) -> dict[str, Any]:
@@ -195,6 +203,7 @@ def train(cfg: DictConfig, run_dir: Path, *, resume: bool = False) -> dict[str, 
             model, optimizer, train_set.images,
             batch_size=cfg.batch_size, generator=epoch_generator(cfg.seed, epoch, device),
             sparsity=cfg.sparsity, desc=f"epoch {epoch}/{cfg.epochs}",
+            noise=(cfg.noise.name, cfg.noise.level), noise_generator=epoch_generator(cfg.noise_seed, epoch, device),
         )
         finite = torch.isfinite(record).all(dim=1)
         if not finite.all():

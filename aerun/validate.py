@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
+from aerun import noise
 from aerun.errors import UserError
 from aerun.models import build, builder_args
 
@@ -44,6 +45,13 @@ def device(value: Any) -> None:
         raise UserError("device=cuda but this machine has no CUDA GPU; allowed here: auto, cpu")
 
 
+def check_noise(cfg: DictConfig) -> None:
+    number("noise.level", cfg.noise.level, minimum=0, inclusive=True)
+    noise.check(cfg.noise.name, cfg.noise.level)
+    if not _is_int(cfg.noise_seed) or cfg.noise_seed < 0:
+        raise UserError(f"noise_seed={cfg.noise_seed!r} is not allowed; it must be an integer >= 0")
+
+
 def check_train(cfg: DictConfig) -> None:
     """Raise a UserError for the first bad value in a training config."""
     positive_int("epochs", cfg.epochs)
@@ -53,8 +61,7 @@ def check_train(cfg: DictConfig) -> None:
     number("sparsity", cfg.sparsity, minimum=0, inclusive=True)
     device(cfg.device)
     number("optimizer.lr", cfg.optimizer.lr, minimum=0, inclusive=False)
-    if "noise" in cfg:
-        number("noise.level", cfg.noise.level, minimum=0, inclusive=True)
+    check_noise(cfg)
     for key in ("hidden", "code", "k"):
         if key in cfg.model:
             positive_int(f"model.{key}", cfg.model[key])

@@ -28,7 +28,7 @@ def test_sweep_train_eval_plot(aerun_exe, tmp_path):
 
     done = run(aerun_exe, "plot", f"run={sweep}", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    for name in ("reconstructions.png", "loss_iter.png", "loss_epoch.png"):
+    for name in ("reconstructions.png", "loss_iter.png", "loss_epoch.png", "filters.png", "activations.png"):
         assert (sweep / "figures" / name).is_file() and (sweep / "0" / "figures" / name).is_file()
     assert not (tmp_path / ".hydra").exists(), "eval/plot must not write a run directory of their own"
 

@@ -133,7 +133,7 @@ def test_fetched_file_with_wrong_digest_is_not_placed(tmp_path):
 
 
 def test_unknown_dataset_lists_known():
-    with pytest.raises(UserError, match="known: mnist, synthetic"):
+    with pytest.raises(UserError, match="known: fashion_mnist, kmnist, mnist, synthetic"):
         ensure("cifar", Path("."))
 
 
@@ -145,3 +145,17 @@ def test_synthetic_is_deterministic_and_in_range():
     assert not torch.equal(a, c)
     assert a.shape == (50, 28, 28) and a.dtype == torch.uint8
     assert 0 < a.float().mean() < 128 and set(la.tolist()) <= set(range(10))
+
+
+def test_gzipped_idx_folder_is_unpacked_and_verified(tiny, tmp_path):
+    import gzip
+
+    make, _, arrays, blobs = tiny
+    source = tmp_path / "system"
+    source.mkdir()
+    spec = make()
+    for key, idx_file in zip(("train_images", "train_labels", "test_images", "test_labels"), spec.files):
+        (source / f"{idx_file.name}.gz").write_bytes(gzip.compress(blobs[key]))
+    make(data.fetch_from_gz_dir(str(source)))
+    ensure("tiny", tmp_path / "data")
+    assert read_idx(spec.raw_dir(tmp_path / "data") / spec.train_labels.name).tolist() == arrays["train_labels"].tolist()

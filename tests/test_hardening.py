@@ -32,9 +32,13 @@ def assert_one_line(done, *fragments):
 
 
 BAD_TRAIN = [
-    (["model=nope"], "model=nope is not a choice; allowed: deep, pca, shallow"),
+    (["model=nope"], "model=nope is not a choice; allowed: conv_deconv, conv_unpool, conv_unpool_deconv, deep"),
     (["optimizer=rmsprop"], "allowed: adam, adamw, sgd"),
-    (["dataset=cifar"], "allowed: mnist, synthetic"),
+    (["dataset=cifar"], "allowed: fashion_mnist, kmnist, mnist, synthetic"),
+    (["noise=speckle"], "noise=speckle is not a choice; allowed: gaussian, masking, none, salt_pepper"),
+    (["noise=salt_pepper", "noise.level=1.5"], "it is a fraction of pixels, 0..1"),
+    (["noise=gaussian", "noise.level=-0.1"], "noise.level=-0.1"),
+    (["model=conv_unpool", "model.upsample=bilinear"], "allowed: unpool, deconv, unpool_deconv"),
     (["epochs=0"], "epochs=0 is not allowed; it must be a positive integer"),
     (["epochs=ten"], "epochs='ten'"),
     (["batch_size=-4"], "batch_size=-4"),
@@ -80,7 +84,7 @@ BAD_RUNS = {
     "empty": "holds no checkpoints/last.pt",
     "truncated": "is unreadable",
     "garbage": "is unreadable",
-    "unknown": "unknown model builder 'transformer'; registered: mlp, pca",
+    "unknown": "unknown model builder 'transformer'; registered: conv, mlp, pca",
     "newer": "upgrade aerun",
 }
 

@@ -86,5 +86,6 @@ def test_eval_and_plot_from_checkpoints(make_cfg, tmp_path):
 
     written = plot(tmp_path / "deep", "unused", "cpu")
     names = {p.name for p in written}
-    assert names == {"reconstructions.png", "loss_iter.png", "loss_epoch.png"}
+    assert names == {"reconstructions.png", "loss_iter.png", "loss_epoch.png", "filters.png", "activations.png",
+                     "manifold_pixel.png", "manifold_code.png", "manifold_interpolation.png"}  # a 30-d code
     assert all(p.stat().st_size > 5000 and p.read_bytes()[:4] == b"\x89PNG" for p in written)

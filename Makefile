@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO   := outputs/demo/$(shell date +%Y-%m-%d_%H-%M-%S)
 
-.PHONY: setup data demo test clean
+.PHONY: setup data demo test bench clean
 
 setup: $(STAMP)
 
@@ -27,6 +27,10 @@ demo: data
 
 test: data
 	AERUN_TEST_MNIST=$(CURDIR)/data $(BIN)/python -m pytest -q
+
+# One epoch of the original DataLoader pipeline against aerun's, and the FLOP bound -> outputs/bench/<time>/bench.json
+bench: data
+	$(BIN)/aerun bench
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

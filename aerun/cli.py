@@ -5,6 +5,7 @@
     aerun eval run=DIR            eval.json + eval.md beside the run
     aerun plot run=DIR            DIR/figures/*.png
     aerun data                    fetch and verify the data set
+    aerun bench                   time an epoch: the original pipeline, aerun's, the FLOP bound
 
 Before Hydra starts, the command line is composed and checked once per sweep
 combination (`preflight`), so bad input gets one line and exit status 2 before
@@ -129,6 +130,24 @@ def plot_command(cfg: DictConfig) -> None:
         print(figure)
 
 
+def bench_command(cfg: DictConfig) -> dict:
+    from aerun.bench import bench, table
+    from aerun.validate import positive_int
+
+    positive_int("repeats", cfg.repeats)
+    positive_int("batch_size", cfg.batch_size)
+    models = {}
+    for name in cfg.presets:
+        if name not in (_group_options("model") or []):
+            raise UserError(f"presets has {name!r}, not a model preset; allowed: {', '.join(_group_options('model'))}")
+        models[name] = compose(config_name="train", overrides=[f"model={name}"]).model
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    result = bench(cfg, models, run_dir)
+    print(table(result))
+    print(f"written: {run_dir / 'bench.json'}")
+    return result
+
+
 def data_command(cfg: DictConfig) -> None:
     from aerun.data import IDX_DATASETS, ensure
 
@@ -146,8 +165,9 @@ COMMANDS: dict[str, Callable[[DictConfig], object]] = {
     "eval": eval_command,
     "plot": plot_command,
     "data": data_command,
+    "bench": bench_command,
 }
-TYPED = ("train", "eval", "plot", "data")  # what users type; `resume` is `train resume=DIR`
+TYPED = ("train", "eval", "plot", "data", "bench")  # what users type; `resume` is `train resume=DIR`
 
 
 # --------------------------------------------------------------------------- preflight

@@ -51,6 +51,16 @@ def epoch_generator(seed: int, epoch: int, device: torch.device) -> torch.Genera
     return torch.Generator(device=device).manual_seed(seed * 100_003 + epoch)
 
 
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def learning_rate(base: float, schedule: str, epoch: int, epochs: int) -> float:
+    """The learning rate of an epoch (1-based): a function of the epoch alone, so resuming is exact."""
+    if schedule == "cosine":
+        return base * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / epochs))
+    return base
+
+
 def batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
     """Index batches of a fresh permutation; the last batch may be smaller."""
     order = torch.randperm(n, generator=generator, device=generator.device)
@@ -199,6 +209,8 @@ def train(cfg: DictConfig, run_dir: Path, *, resume: bool = False) -> dict[str, 
         log.info("resuming from epoch %d (step %d)", done, step)
     for epoch in range(done + 1, cfg.epochs + 1):
         start = time.perf_counter()
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(cfg.optimizer.lr, cfg.lr_schedule, epoch, cfg.epochs)
         record = train_epoch(
             model, optimizer, train_set.images,
             batch_size=cfg.batch_size, generator=epoch_generator(cfg.seed, epoch, device),

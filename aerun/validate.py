@@ -62,6 +62,8 @@ def check_train(cfg: DictConfig) -> None:
     device(cfg.device)
     number("optimizer.lr", cfg.optimizer.lr, minimum=0, inclusive=False)
     check_noise(cfg)
+    if cfg.lr_schedule not in ("constant", "cosine"):
+        raise UserError(f"lr_schedule={cfg.lr_schedule!r} is not allowed; allowed: constant, cosine")
     for key in ("hidden", "code", "k"):
         if key in cfg.model:
             positive_int(f"model.{key}", cfg.model[key])

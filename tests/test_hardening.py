@@ -39,6 +39,8 @@ BAD_TRAIN = [
     (["noise=salt_pepper", "noise.level=1.5"], "it is a fraction of pixels, 0..1"),
     (["noise=gaussian", "noise.level=-0.1"], "noise.level=-0.1"),
     (["model=conv_unpool", "model.upsample=bilinear"], "allowed: unpool, deconv, unpool_deconv"),
+    (["experiment=nope"], "experiment=nope is not a choice; allowed: deep_best"),
+    (["lr_schedule=step"], "allowed: constant, cosine"),
     (["epochs=0"], "epochs=0 is not allowed; it must be a positive integer"),
     (["epochs=ten"], "epochs='ten'"),
     (["batch_size=-4"], "batch_size=-4"),
@@ -99,8 +101,9 @@ def test_bad_eval_and_plot_input_is_one_line(aerun_exe, make_cfg, tmp_path):
     assert_one_line(run(aerun_exe, "plot", cwd=tmp_path), "needs run=DIR")
 
 
-def test_resumed_run_is_bitwise_equal_to_a_straight_run(make_cfg, tmp_path):
-    overrides = [*SMOKE, "model=shallow", "model.hidden=16", "epochs=3"]
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_resumed_run_is_bitwise_equal_to_a_straight_run(make_cfg, tmp_path, schedule):
+    overrides = [*SMOKE, "model=shallow", "model.hidden=16", "epochs=3", f"lr_schedule={schedule}"]
     train(make_cfg("train", overrides), tmp_path / "straight")
 
     train(make_cfg("train", [*overrides, "epochs=1"]), tmp_path / "resumed")

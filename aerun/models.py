@@ -240,6 +240,8 @@ class ConvAutoencoder(nn.Module):
         for _ in channels:
             size //= 2
         self.code_dim = channels[-1] * size * size
+        # oneDNN's convolutions run about twice as fast on channels-last tensors (measured on CPU)
+        self.to(memory_format=torch.channels_last)
 
     def _up_layer(self, n_in: int, n_out: int, odd: bool) -> nn.Module:
         if self.upsample == "unpool":
@@ -250,6 +252,7 @@ class ConvAutoencoder(nn.Module):
         return nn.ConvTranspose2d(n_in, n_out, 3, stride=2, padding=0 if odd else 1, output_padding=0 if odd else 1)
 
     def encode_with_indices(self, x: torch.Tensor) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Size]]]:
+        x = x.contiguous(memory_format=torch.channels_last)
         pooled = []
         for conv in self.encoder:
             x = self.act(conv(x))

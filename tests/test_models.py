@@ -114,3 +114,22 @@ def test_model_presets_set_their_training_defaults_and_the_command_line_wins(mak
     typed = make_cfg("train", ["model=sparse", "sparsity=1.5e-6", "epochs=2"])
     assert (typed.sparsity, typed.epochs) == (1.5e-6, 2)
     assert make_cfg("train", ["model=deep"]).epochs == 10
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_checkpoint_round_trip_gives_the_same_outputs(make_cfg, preset, tmp_path):
+    from aerun import checkpoint as ckpt
+
+    cfg = make_cfg("train", [f"model={preset}"])
+    args = builder_args(cfg.model)
+    torch.manual_seed(1)
+    model = build(cfg.model.builder, **args)
+    if hasattr(model, "fit"):
+        model.fit(torch.rand(100, 1, 28, 28))
+    saved = ckpt.make(model=model, preset=preset, builder=cfg.model.builder, args=args, config={}, epoch=1, step=1)
+    ckpt.save(saved, tmp_path / "c.pt")
+    again = ckpt.rebuild(torch.load(tmp_path / "c.pt", weights_only=True))
+    x = torch.rand(3, 1, 28, 28)
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model(x)[0], again(x)[0])

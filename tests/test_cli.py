@@ -38,3 +38,14 @@ def test_eval_without_run_is_one_line_and_exit_2(aerun_exe, tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0 and "needs run=DIR" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_an_experiment_declares_its_own_sweep(aerun_exe, tmp_path):
+    sweep = tmp_path / "standard"
+    done = run(aerun_exe, "-m", "experiment=standard", "dataset=synthetic", "epochs=1", "device=cpu",
+               f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    from aerun import checkpoint as ckpt
+
+    codes = [ckpt.load(sweep / job / ckpt.CHECKPOINT)["model"]["code_dim"] for job in ("0", "1", "2")]
+    assert codes == [64, 128, 256]

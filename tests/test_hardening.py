@@ -39,7 +39,7 @@ BAD_TRAIN = [
     (["noise=salt_pepper", "noise.level=1.5"], "it is a fraction of pixels, 0..1"),
     (["noise=gaussian", "noise.level=-0.1"], "noise.level=-0.1"),
     (["model=conv_unpool", "model.upsample=bilinear"], "allowed: unpool, deconv, unpool_deconv"),
-    (["experiment=nope"], "experiment=nope is not a choice; allowed: deep_best"),
+    (["experiment=nope"], "experiment=nope is not a choice; allowed: conv, deep_best, denoising, manifold, pca_vs_ae"),
     (["lr_schedule=step"], "allowed: constant, cosine"),
     (["epochs=0"], "epochs=0 is not allowed; it must be a positive integer"),
     (["epochs=ten"], "epochs='ten'"),

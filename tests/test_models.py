@@ -133,3 +133,31 @@ def test_checkpoint_round_trip_gives_the_same_outputs(make_cfg, preset, tmp_path
     model.eval()
     with torch.no_grad():
         assert torch.equal(model(x)[0], again(x)[0])
+
+
+EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_composes_to_a_valid_config(make_cfg, experiment):
+    from aerun.validate import check_train
+
+    check_train(make_cfg("train", [f"experiment={experiment}"]))
+
+
+def test_experiments_carry_the_assignment_values(make_cfg):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        sweeps = {e: compose("train", [f"experiment={e}"], return_hydra_config=True).hydra.sweeper.params
+                  for e in ("pca_vs_ae", "standard", "sparse", "denoising", "conv")}
+    GlobalHydra.instance().clear()
+    assert sweeps["standard"]["model.hidden"] == "64,128,256"
+    assert sweeps["sparse"]["sparsity"] == "4e-6,1.5e-6,0.6e-6"
+    assert sweeps["denoising"]["noise.level"] == "0.3,0.5,0.8,0.9"
+    assert sweeps["conv"]["model"] == "conv_unpool,conv_deconv,conv_unpool_deconv"
+    assert sweeps["pca_vs_ae"]["model"] == "pca,deep"
+    denoising = make_cfg("train", ["experiment=denoising"])
+    assert (denoising.model.code, denoising.epochs, denoising.noise.name) == (256, 5, "gaussian")

@@ -206,3 +206,11 @@ def test_an_existing_run_is_never_overwritten(aerun_exe, tmp_path):
     done = run(aerun_exe, *SMOKE, "model=deep", f"hydra.run.dir={run_dir}", cwd=tmp_path)
     assert_one_line(done, "already holds a trained run", f"resume={run_dir}")
     assert before == {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+
+
+def test_a_damaged_data_file_is_named_with_what_to_do(aerun_exe, tmp_path):
+    raw = tmp_path / "data" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    (raw / "t10k-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01" + b"\x00" * 20)  # a truncated download
+    done = run(aerun_exe, "data", f"paths.data_dir={tmp_path / 'data'}", cwd=tmp_path)
+    assert_one_line(done, f"{raw / 't10k-labels-idx1-ubyte'} has SHA-256", "delete it and run `aerun data`")

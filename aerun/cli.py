@@ -183,6 +183,10 @@ def _one_line(exc: Exception) -> str:
     unknown = re.search(r"Could not override '([^']+)'", text)
     if unknown:
         return f"{unknown.group(1)} is not a config key; `aerun --help` lists the keys"
+    missing = re.search(r"Could not find '(.+)/([^/']+)'\s+Available options in '[^']+':\n((?:\t.*\n?)*)", text)
+    if missing:
+        options = [line.strip() for line in missing.group(3).splitlines() if line.strip()]
+        return f"{missing.group(1)}={missing.group(2)} is not a choice; allowed: {', '.join(sorted(options))}"
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return " ".join(lines[:2]) or type(exc).__name__
 
@@ -205,7 +209,8 @@ def sweep_combinations(overrides: list[str], multirun: bool) -> Iterator[list[st
                 raise UserError(f"{override.input_line}: only comma lists and range() sweeps are supported") from None
         else:
             values = [override.get_value_element_as_str()]
-        options = _group_options(override.key_or_group)
+        # Hydra's own groups (hydra/launcher, ...) also take its plugins' options: composing checks those
+        options = None if override.key_or_group.startswith("hydra/") else _group_options(override.key_or_group)
         if options is not None and override.package is None:
             bad = [v for v in values if v not in options]
             if bad:

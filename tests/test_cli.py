@@ -49,3 +49,30 @@ def test_an_experiment_declares_its_own_sweep(aerun_exe, tmp_path):
 
     codes = [ckpt.load(sweep / job / ckpt.CHECKPOINT)["model"]["code_dim"] for job in ("0", "1", "2")]
     assert codes == [64, 128, 256]
+
+
+def test_sweeps_run_on_hydra_launchers(aerun_exe, tmp_path):
+    """Parallel local jobs (joblib) and submitit's local executor, the same code path as its Slurm one."""
+    for launcher in ("joblib", "submitit_local"):
+        sweep = tmp_path / launcher
+        done = run(aerun_exe, "-m", f"hydra/launcher={launcher}", *SMOKE, "epochs=1", "model=shallow",
+                   "model.hidden=8,16", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        from aerun import checkpoint as ckpt
+
+        assert [ckpt.load(sweep / j / ckpt.CHECKPOINT)["model"]["code_dim"] for j in ("0", "1")] == [8, 16]
+
+
+def test_the_slurm_launcher_config_composes(make_cfg):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from aerun.cli import CONF_DIR
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", ["hydra/launcher=slurm", "hydra.launcher.partition=gpu"], return_hydra_config=True)
+    GlobalHydra.instance().clear()
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher")
+    assert (launcher.partition, launcher.gpus_per_node, launcher.timeout_min) == ("gpu", 1, 120)

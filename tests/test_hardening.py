@@ -41,6 +41,7 @@ BAD_TRAIN = [
     (["model=conv_unpool", "model.upsample=bilinear"], "allowed: unpool, deconv, unpool_deconv"),
     (["experiment=nope"], "experiment=nope is not a choice; allowed: conv, deep_best, denoising, manifold, pca_vs_ae"),
     (["lr_schedule=step"], "allowed: constant, cosine"),
+    (["-m", "hydra/launcher=nope"], "hydra/launcher=nope is not a choice; allowed: basic, joblib, slurm, submitit_local"),
     (["epochs=0"], "epochs=0 is not allowed; it must be a positive integer"),
     (["epochs=ten"], "epochs='ten'"),
     (["batch_size=-4"], "batch_size=-4"),

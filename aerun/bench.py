@@ -17,7 +17,7 @@ import logging
 import statistics
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -25,7 +25,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import nn
 
-from aerun.data import IMAGE_SHAPE, ensure, load_split
+from aerun.data import ensure, load_split
 from aerun.models import build, builder_args
 from aerun.train import epoch_generator, resolve_device, train_epoch
 

@@ -267,7 +267,11 @@ def main() -> None:
         fail(str(exc))
     sys.argv = [sys.argv[0], *args]  # Hydra reads its overrides from sys.argv
     task = user_errors_as_one_line(COMMANDS[command])
-    hydra.main(config_path=str(CONF_DIR), config_name=command, version_base="1.3")(task)()
+    try:
+        hydra.main(config_path=str(CONF_DIR), config_name=command, version_base="1.3")(task)()
+    except KeyboardInterrupt:  # training handles its own, with the command that resumes it
+        print("\naerun: interrupted", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
 
 
 if __name__ == "__main__":

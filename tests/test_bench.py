@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import pytest
-import torch
 
 from aerun.bench import table, training_flops
 from aerun.models import build

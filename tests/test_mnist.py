@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 
 from aerun.data import load_split
 from aerun.evaluate import evaluate

@@ -29,6 +29,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from aerun.errors import UserError
 
@@ -98,6 +99,13 @@ def resume_command(cfg: DictConfig) -> dict:
     handler = logging.FileHandler(run_dir / "train.log")
     handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] %(message)s"))
     logging.getLogger().addHandler(handler)
+    try:
+        from aerun.validate import check_train
+
+        check_train(config)
+    except OmegaConfBaseException as exc:
+        raise UserError(f"the config in {run_dir}'s checkpoint does not fit this aerun ({_one_line(exc)}); "
+                        "it was written by another version") from None
     return _train_until_interrupted(config, run_dir, resume=True)
 
 

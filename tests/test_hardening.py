@@ -214,3 +214,12 @@ def test_a_damaged_data_file_is_named_with_what_to_do(aerun_exe, tmp_path):
     (raw / "t10k-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01" + b"\x00" * 20)  # a truncated download
     done = run(aerun_exe, "data", f"paths.data_dir={tmp_path / 'data'}", cwd=tmp_path)
     assert_one_line(done, f"{raw / 't10k-labels-idx1-ubyte'} has SHA-256", "delete it and run `aerun data`")
+
+
+def test_resuming_a_checkpoint_of_another_version_is_one_line(aerun_exe, make_cfg, tmp_path):
+    train(make_cfg("train", [*SMOKE, "model=shallow", "model.hidden=8", "epochs=1"]), tmp_path / "old")
+    state = torch.load(tmp_path / "old" / ckpt.CHECKPOINT, weights_only=True)
+    del state["config"]["noise"]  # as if written before the noise group existed
+    torch.save(state, tmp_path / "old" / ckpt.CHECKPOINT)
+    done = run(aerun_exe, "train", f"resume={tmp_path / 'old'}", "epochs=2", cwd=tmp_path)
+    assert_one_line(done, "does not fit this aerun", "noise")

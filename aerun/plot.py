@@ -55,9 +55,10 @@ class Loaded:
         return noise["name"], float(noise["level"])
 
 
-def load(run: Path, label: str, device: str) -> Loaded:
+def load(run: Path, label: str | None, device: str, prefix: str = "") -> Loaded:
+    """A run's checkpoint and model; labelled by `label`, else by its preset's name."""
     checkpoint = ckpt.load(run / ckpt.CHECKPOINT)
-    return Loaded(run, label, checkpoint, ckpt.rebuild(checkpoint, device))
+    return Loaded(run, prefix + (label or checkpoint["model"]["name"]), checkpoint, ckpt.rebuild(checkpoint, device))
 
 
 # --------------------------------------------------------------------------- drawing helpers
@@ -329,12 +330,10 @@ def plot(
     path = Path(path)
     runs = find_runs(path)
     labels = job_labels(runs) if is_sweep(path, runs) else [None]
-    models = [load(run, label or ckpt.load(run / ckpt.CHECKPOINT)["model"]["name"], device)
-              for run, label in zip(runs, labels)]
+    models = [load(run, label, device) for run, label in zip(runs, labels)]
     base = None
     if baseline is not None:
-        base_run = find_runs(Path(baseline), "baseline")[0]
-        base = load(base_run, "baseline: " + ckpt.load(base_run / ckpt.CHECKPOINT)["model"]["name"], device)
+        base = load(find_runs(Path(baseline), "baseline")[0], None, device, prefix="baseline: ")
     if ood not in OOD_KINDS:
         raise UserError(f"ood={ood!r} is not allowed; allowed: {', '.join(OOD_KINDS)}")
     dataset = models[0].checkpoint["config"]["dataset"]

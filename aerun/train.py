@@ -25,6 +25,7 @@ from tqdm import tqdm
 from aerun import checkpoint as ckpt
 from aerun.data import load_split
 from aerun.errors import UserError
+from aerun.evaluate import sse_per_image
 from aerun.models import build, builder_args
 from aerun.noise import corrupt
 from aerun.validate import check_train
@@ -36,7 +37,6 @@ ITER_LOG = "loss_iter.csv"
 EPOCH_LOG = "loss_epoch.csv"
 ITER_FIELDS = ("step", "epoch", "loss", "penalty")
 EPOCH_FIELDS = ("epoch", "step", "train_loss", "train_penalty", "test_loss", "seconds")
-EVAL_BATCH = 4096
 
 
 def resolve_device(name: str) -> torch.device:
@@ -117,15 +117,9 @@ def train_epoch(
     return record.cpu()
 
 
-@torch.no_grad()
-def mean_mse(model: nn.Module, images: torch.Tensor, batch_size: int = EVAL_BATCH) -> float:
-    """Mean squared error per pixel over a whole split."""
-    model.eval()
-    total = torch.zeros((), dtype=torch.float64, device=images.device)
-    for chunk in images.split(batch_size):
-        recon, _ = model(chunk)
-        total += F.mse_loss(recon, chunk, reduction="sum").double()
-    return (total / images.numel()).item()
+def mean_mse(model: nn.Module, images: torch.Tensor) -> float:
+    """Mean squared error per pixel over a whole split (the test loss of each epoch)."""
+    return (sse_per_image(model, images).sum() / images.numel()).item()
 
 
 class History:

@@ -6,6 +6,7 @@
     aerun plot run=DIR            DIR/figures/*.png
     aerun data                    fetch and verify the data set
     aerun bench                   time an epoch: the original pipeline, aerun's, the FLOP bound
+    aerun report [beyond=true]    every part of the assignment: train, evaluate, plot, write up
 
 Before Hydra starts, the command line is composed and checked once per sweep
 combination (`preflight`), so bad input gets one line and exit status 2 before
@@ -156,6 +157,22 @@ def bench_command(cfg: DictConfig) -> dict:
     return result
 
 
+def report_command(cfg: DictConfig) -> Path:
+    from aerun.report import report
+    from aerun.validate import device
+
+    device(cfg.device)
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    try:
+        page = report(cfg)
+    except KeyboardInterrupt:
+        print(f"\naerun: report interrupted; finished epochs are kept under {cfg.dir}/runs; "
+              "run the same `aerun report` again to continue where it stopped", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
+    print(f"\nreport written: {page.resolve()}\n         and    {page.with_name('report.md').resolve()}")
+    return page
+
+
 def data_command(cfg: DictConfig) -> None:
     from aerun.data import IDX_DATASETS, ensure
 
@@ -174,8 +191,9 @@ COMMANDS: dict[str, Callable[[DictConfig], object]] = {
     "plot": plot_command,
     "data": data_command,
     "bench": bench_command,
+    "report": report_command,
 }
-TYPED = ("train", "eval", "plot", "data", "bench")  # what users type; `resume` is `train resume=DIR`
+TYPED = ("train", "eval", "plot", "data", "bench", "report")  # what users type; `resume` is `train resume=DIR`
 
 
 # --------------------------------------------------------------------------- preflight

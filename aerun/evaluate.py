@@ -101,16 +101,18 @@ _PCA_CACHE: dict[tuple, PCA] = {}
 
 
 def fitted_pca(dataset: Mapping[str, Any], k: int, data_dir: Path | str, device: torch.device | str) -> PCA:
-    """PCA with k components fitted on the training split (cached per process, for sweeps).
+    """PCA with k components fitted on the training split.
 
+    The full basis is fitted once per data set and process; every k is its top-k slice.
     k is capped at the number of pixels: an overcomplete code is compared with the full basis.
     """
-    k = min(k, math.prod(IMAGE_SHAPE))
-    key = (json.dumps(dict(dataset), sort_keys=True, default=str), k, str(Path(data_dir).resolve()), str(device))
+    dim = math.prod(IMAGE_SHAPE)
+    k = min(k, dim)
+    key = (json.dumps(dict(dataset), sort_keys=True, default=str), str(Path(data_dir).resolve()), str(device))
     if key not in _PCA_CACHE:
         train = load_split(dataset, "train", data_dir, device)
-        _PCA_CACHE[key] = PCA(k).to(device).fit(train.images).eval()
-    return _PCA_CACHE[key]
+        _PCA_CACHE[key] = PCA(dim).to(device).fit(train.images).eval()
+    return _PCA_CACHE[key].top(k)
 
 
 def eval_name(noise: tuple[str, float]) -> str:

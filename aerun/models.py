@@ -111,6 +111,18 @@ class PCA(nn.Module):
         self.explained_variance.copy_(eigvals[top])
         return self
 
+    def top(self, k: int) -> "PCA":
+        """The PCA of the first k of these components (they are sorted by explained variance)."""
+        if k == self.code_dim:
+            return self
+        if not 0 < k <= self.code_dim:
+            raise UserError(f"PCA.top({k}): this PCA has {self.code_dim} components")
+        pca = PCA(k, self.in_shape).to(self.mean.device)
+        pca.mean.copy_(self.mean)
+        pca.components.copy_(self.components[:, :k])
+        pca.explained_variance.copy_(self.explained_variance[:k])
+        return pca.eval()
+
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return (x.flatten(1) - self.mean) @ self.components
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+import matplotlib
 import torch
 from matplotlib.figure import Figure
 from torch import nn
@@ -71,23 +72,27 @@ def _save(fig: Figure, path: Path) -> Path:
 
 
 def image_grid(rows: Sequence[Row], path: Path, title: str) -> Path:
+    """Rows of images, each row drawn as one strip (one Axes per row keeps large grids fast)."""
     n = max(r.images.shape[0] for r in rows)
     fig = Figure(figsize=(1.25 * n + 1.2, 1.45 * len(rows) + 0.6), layout="constrained")
-    axes = fig.subplots(len(rows), n, squeeze=False)
-    for r, row in enumerate(rows):
+    axes = fig.subplots(len(rows), 1, squeeze=False)[:, 0]
+    for ax, row in zip(axes, rows):
         images = row.images.detach().float().cpu()
         images = images[:, 0] if images.dim() == 4 else images
-        for c in range(n):
-            ax = axes[r][c]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if c >= images.shape[0]:
-                ax.set_axis_off()
-                continue
-            ax.imshow(images[c].numpy(), cmap=row.cmap, vmin=row.vmin, vmax=row.vmax)
-            if row.titles is not None:
-                ax.set_title(row.titles[c], fontsize=7)
-        axes[r][0].set_ylabel(row.label, fontsize=8)
+        height, width = images.shape[-2:]
+        gap = max(1, width // 7)
+        strip = torch.full((height, n * (width + gap) - gap), float("nan"))
+        for c, image in enumerate(images[:n]):
+            strip[:, c * (width + gap): c * (width + gap) + width] = image
+        cmap = matplotlib.colormaps[row.cmap].with_extremes(bad="white")
+        ax.imshow(strip.numpy(), cmap=cmap, vmin=row.vmin, vmax=row.vmax, interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+        for c, text in enumerate((row.titles or [])[:n]):
+            ax.text(c * (width + gap) + (width - 1) / 2, -1, text, ha="center", va="bottom", fontsize=7)
+        ax.set_ylabel(row.label, fontsize=8)
     fig.suptitle(title, fontsize=10)
     return _save(fig, path)
 
@@ -324,9 +329,13 @@ def plot(
     path: Path, data_dir: Path | str, device: str, *, baseline: Path | None = None, ood: str = "none",
     noise: tuple[str, float] = ("none", 0.0), filters: int = 64,
     pixel_noise: Sequence[float] = (0.3, 0.5, 0.8, 0.9), code_noise: Sequence[float] = (0.1, 0.5, 0.8, 500),
-    seed: int = 0,
+    seed: int = 0, each_job: bool = True,
 ) -> list[Path]:
-    """Write figures/*.png for a run, or for every job of a sweep plus comparisons at its root."""
+    """Write figures/*.png for a run, or for every job of a sweep plus comparisons at its root.
+
+    Without `each_job`, a sweep gets its comparisons and each job only what exists per model
+    (the convolutional kernels): the report's choice, many times faster.
+    """
     path = Path(path)
     runs = find_runs(path)
     labels = job_labels(runs) if is_sweep(path, runs) else [None]
@@ -361,7 +370,8 @@ def plot(
     written: list[Path | None] = []
     for m in models:
         out = m.run / FIGURES
-        written += figures_for([m], out, [(m.label, m.run)])
+        if each_job or len(models) == 1:
+            written += figures_for([m], out, [(m.label, m.run)])
         written.append(conv_filters_figure(m, out / "conv_filters.png"))
         written += manifold_figures(m, test, showcase, pixel_noise, code_noise, seed, out)
     if len(models) > 1:

@@ -161,3 +161,14 @@ def test_experiments_carry_the_assignment_values(make_cfg):
     assert sweeps["pca_vs_ae"]["model"] == "pca,deep"
     denoising = make_cfg("train", ["experiment=denoising"])
     assert (denoising.model.code, denoising.epochs, denoising.noise.name) == (256, 5, "gaussian")
+
+
+def test_pca_top_k_is_the_k_component_fit():
+    rng = np.random.default_rng(1)
+    x = torch.from_numpy(rng.normal(size=(400, 12)) @ rng.normal(size=(12, 784))).float().view(-1, 1, 28, 28)
+    full, five = PCA(784).fit(x), PCA(5).fit(x)
+    top = full.top(5)
+    assert top.code_dim == 5
+    torch.testing.assert_close(top(x)[0], five(x)[0], atol=1e-4, rtol=1e-4)
+    with pytest.raises(UserError, match="has 784 components"):
+        full.top(785)

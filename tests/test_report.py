@@ -1,0 +1,135 @@
+"""`aerun report`: every part trained, evaluated and written up; complete runs reused, stopped ones resumed."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from aerun.document import Document
+from aerun.errors import UserError
+from aerun.report import ASSIGNMENT, chosen_parts, compare, first_difference, trend
+
+TINY = 'train_overrides=["dataset=synthetic","epochs=1","batch_size=64"]'
+
+
+def report(exe, root: Path, *args: str, overrides: str = TINY):
+    return subprocess.run([exe, "report", f"dir={root}", overrides, "ood=[noise]", "device=cpu", *args],
+                          capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def full_report(tmp_path_factory):
+    import shutil
+    import sys
+
+    beside = Path(sys.executable).parent / "aerun"
+    exe = str(beside) if beside.exists() else shutil.which("aerun")
+    root = tmp_path_factory.mktemp("report") / "report"
+    done = report(exe, root)
+    assert done.returncode == 0, done.stderr
+    return exe, root, done
+
+
+def test_the_report_answers_every_part_with_figures_that_exist(full_report):
+    _, root, done = full_report
+    n_jobs = 20
+    assert f"job {n_jobs}/{n_jobs}" in done.stdout and "part 6/6 conv" in done.stdout
+    markdown = (root / "report.md").read_text()
+    for part in ASSIGNMENT:
+        assert f"## {part.title}" in markdown
+    assert "## Beyond the assignment" in markdown and "aerun report beyond=true" in markdown
+    figures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)
+    assert len(figures) >= 15
+    missing = [f for f in figures if not (root / f).is_file()]
+    assert not missing, missing
+    page = (root / "index.html").read_text()
+    assert page.count("<img ") == len(figures)
+    assert "report written" in done.stdout and str((root / "index.html").resolve()) in done.stdout
+
+
+def test_the_numbers_in_the_report_are_the_evaluated_ones(full_report):
+    _, root, _ = full_report
+    markdown = (root / "report.md").read_text()
+    sweep = json.loads((root / "runs" / "pca_vs_ae" / "eval.json").read_text())
+    deep = next(j for j in sweep["jobs"] if j["model"]["name"] == "deep")
+    row = next(line for line in markdown.splitlines() if line.startswith("| deep AE"))
+    assert f"| {deep['model']['sse_per_image']:.4g} |" in row
+    conv = json.loads((root / "runs" / "conv" / "eval.json").read_text())
+    for job in conv["jobs"]:
+        line = next(l for l in markdown.splitlines() if l.startswith(f"| {job['model']['name']} |"))
+        assert f"{job['model']['sse_per_image']:.4g}" in line
+    best = min(conv["jobs"], key=lambda j: j["model"]["sse_per_image"])["model"]["name"]
+    assert f"Ranking by final test error: {best} " in markdown
+
+
+def test_a_second_report_reuses_complete_runs(full_report):
+    exe, root, _ = full_report
+    checkpoint = root / "runs" / "pca_vs_ae" / "1" / "checkpoints" / "last.pt"
+    before = checkpoint.stat().st_mtime_ns
+    done = report(exe, root, "parts=[pca_vs_ae]")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("reused (complete)") == 2 and "training" not in done.stdout
+    assert checkpoint.stat().st_mtime_ns == before
+    assert "## 2. " not in (root / "report.md").read_text()
+
+
+def test_more_epochs_resume_a_run_and_another_config_is_refused(full_report):
+    exe, root, _ = full_report
+    more = 'train_overrides=["dataset=synthetic","epochs=2","batch_size=64"]'
+    done = report(exe, root, "parts=[manifold]", overrides=more)
+    assert done.returncode == 0, done.stderr
+    assert "resuming at epoch 1" in done.stdout
+    history = (root / "runs" / "manifold" / "0" / "loss_epoch.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in history[1:]] == ["1", "2"]
+
+    other = 'train_overrides=["dataset=synthetic","epochs=2","batch_size=32"]'
+    done = report(exe, root, "parts=[manifold]", overrides=other)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "batch_size differs" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_unknown_part_is_one_line(aerun_exe, tmp_path):
+    done = report(aerun_exe, tmp_path / "r", "parts=[sparse,gan]")
+    assert done.returncode == 2 and "parts has 'gan'; allowed:" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_chosen_parts_train_what_the_sections_compare_against():
+    written, trained = chosen_parts(["sparse"], beyond=False)
+    assert [p.key for p in written] == ["sparse"] and [p.key for p in trained] == ["standard", "sparse"]
+    _, trained = chosen_parts(["beyond"], beyond=True)
+    assert [p.key for p in trained] == ["pca_vs_ae", "standard", "beyond"]
+    with pytest.raises(UserError, match="allowed: pca_vs_ae"):
+        chosen_parts(["nope"], beyond=False)
+
+
+def test_observations_name_the_winner_and_the_margin():
+    assert compare("PCA", 13.9, "AE", 15.8).startswith("PCA wins: SSE/image 13.9 against 15.8 for AE")
+    assert "14% more than" in compare("PCA", 13.9, "AE", 15.8)
+    assert compare("A", 10.0, "B", 2.0).startswith("B wins") and "5.0 times larger" in compare("A", 10.0, "B", 2.0)
+    assert "level" in compare("A", 1.0, "B", 1.005)
+    assert (trend([3, 2, 1]), trend([1, 2, 3]), trend([1, 3, 2])) == ("falls", "rises", "does not move in one direction")
+
+
+def test_first_difference_ignores_where_and_how_long():
+    a = {"epochs": 1, "device": "cpu", "paths": {"data_dir": "x"}, "model": {"hidden": 64}, "seed": 0}
+    b = {"epochs": 9, "device": "cuda", "paths": {"data_dir": "y"}, "model": {"hidden": 64}, "seed": 0}
+    assert first_difference(a, b) is None
+    assert first_difference(a, {**b, "model": {"hidden": 128}}) == "model.hidden"
+    assert first_difference(a, {**b, "sparsity": 0.1}) == "sparsity"
+
+
+def test_document_renders_the_same_content_twice_and_escapes_html():
+    doc = Document("T <1>")
+    doc.heading("Part")
+    doc.text("uses `aerun report` & **bold**")
+    doc.table(["a", "b"], [[1, 0.123456]])
+    doc.figure("runs/x.png", "a figure")
+    md, page = doc.markdown(), doc.html()
+    assert "| 1 | 0.1235 |" in md and "![a figure](runs/x.png)" in md
+    assert "<title>T &lt;1&gt;</title>" in page and "<code>aerun report</code> &amp; <b>bold</b>" in page
+    assert "<td>0.1235</td>" in page and '<img src="runs/x.png"' in page

@@ -9,8 +9,10 @@ every epoch.
 from __future__ import annotations
 
 import csv
+import ctypes
 import logging
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -42,8 +44,36 @@ EPOCH_FIELDS = ("epoch", "step", "train_loss", "train_penalty", "test_loss", "se
 def resolve_device(name: str) -> torch.device:
     check_device(name)
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cpu":
+        keep_freed_memory()
     return torch.device(name)
+
+
+def keep_freed_memory() -> None:
+    """Let glibc keep freed blocks for reuse instead of returning them to the system.
+
+    Every training step frees and reallocates the same activation and gradient buffers
+    (hundreds of KiB each). By default glibc serves such blocks with mmap and unmaps them
+    on free, so each step pays fresh page faults; keeping them in the heap removes that.
+    A no-op where the C library is not glibc.
+    """
+    global _MEMORY_KEPT
+    if _MEMORY_KEPT:
+        return
+    _MEMORY_KEPT = True
+    if os.environ.get("AERUN_MALLOC", "keep") != "keep":
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(M_MMAP_THRESHOLD, 1 << 30)
+        libc.mallopt(M_TRIM_THRESHOLD, (1 << 31) - 1)
+    except (OSError, AttributeError):
+        pass
+
+
+_MEMORY_KEPT = False
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
 
 
 def epoch_generator(seed: int, epoch: int, device: torch.device) -> torch.Generator:
@@ -101,7 +131,7 @@ def train_epoch(
     record = torch.empty(n_steps, 2, device=images.device)
     with tqdm(total=n_steps, desc=desc, unit="batch", leave=False, disable=None) as bar:
         for i, idx in enumerate(batches(images.shape[0], batch_size, generator)):
-            x = images[idx]
+            x = images.index_select(0, idx)  # a gather into one new batch: faster than images[idx]
             mse, penalty = loss_terms(model, corrupt(x, *noise, noise_generator), x, sparsity)
             optimizer.zero_grad(set_to_none=True)
             (mse + penalty).backward()

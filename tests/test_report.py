@@ -133,3 +133,12 @@ def test_document_renders_the_same_content_twice_and_escapes_html():
     assert "| 1 | 0.1235 |" in md and "![a figure](runs/x.png)" in md
     assert "<title>T &lt;1&gt;</title>" in page and "<code>aerun report</code> &amp; <b>bold</b>" in page
     assert "<td>0.1235</td>" in page and '<img src="runs/x.png"' in page
+
+
+def test_code_space_moves_are_split_by_their_distance_to_the_manifold():
+    from aerun.report import code_space_notes
+
+    notes = code_space_notes([0.1, 0.5, 500.0], [0.3, 0.5, 1.2e6], 106.0)
+    assert len(notes) == 2
+    assert notes[0].startswith("Code noise 0.1, 0.5 decodes to images 0.3–0.5 from the manifold")
+    assert notes[1].startswith("Code noise 500 takes the code far outside") and "1.2e+06" in notes[1]

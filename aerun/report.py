@@ -146,12 +146,16 @@ def plan_sweep(sweep: Sweep, extra: Sequence[str], runs_dir: Path) -> list[Job]:
 # Keys a job may change between report runs without being retrained: where data lives, where it runs,
 # and how long it trains (more epochs resume the run).
 REUSABLE_CHANGES = ("paths", "device", "epochs")
+# Keys newer than some checkpoints, with the value that means "as before the key existed".
+NEW_KEY_DEFAULTS = {"augment_shift": 0}
 
 
 def first_difference(stored: Any, wanted: Any, prefix: str = "") -> str | None:
     if isinstance(stored, dict) and isinstance(wanted, dict):
         for key in sorted(set(stored) | set(wanted)):
             if not prefix and key in REUSABLE_CHANGES:
+                continue
+            if not prefix and key not in stored and wanted.get(key) == NEW_KEY_DEFAULTS.get(key, ...):
                 continue
             if key not in stored or key not in wanted:
                 return prefix + key
@@ -291,7 +295,7 @@ def trend(values: Sequence[float]) -> str:
 
 
 def part_pca_vs_ae(doc: Document, ctx: Context) -> None:
-    doc.text("*Question:* PCA keeps the top 30 eigenvectors of the training set; the deep AE "
+    doc.text("**Question:** PCA keeps the top 30 eigenvectors of the training set; the deep AE "
              "(784-512-256-128-30-128-256-784, ReLU) has a 30-d code. Which reconstructs the test set better, "
              "per showcase image and overall?")
     results = evaluate_sweep(ctx, "pca_vs_ae")
@@ -320,7 +324,7 @@ def part_pca_vs_ae(doc: Document, ctx: Context) -> None:
 
 
 def part_standard(doc: Document, ctx: Context) -> None:
-    doc.text("*Questions:* with one hidden layer of 64, 128 or 256 units, how do the loss curves and "
+    doc.text("**Questions:** with one hidden layer of 64, 128 or 256 units, how do the loss curves and "
              "reconstructions compare? What comes out for images that are not digits? What do the encoder "
              "filters look like?")
     results = evaluate_sweep(ctx, "standard")
@@ -375,7 +379,7 @@ def standard_baseline(ctx: Context) -> Job:
 
 
 def part_sparse(doc: Document, ctx: Context) -> None:
-    doc.text("*Questions:* the overcomplete 784-1156-784 AE with an L1 penalty on its hidden activations, "
+    doc.text("**Questions:** the overcomplete 784-1156-784 AE with an L1 penalty on its hidden activations, "
              "at weights 4e-6, 1.5e-6, 0.6e-6: does too much sparsity hurt reconstruction? How do its "
              "activations and filters compare with the standard AE's?")
     base = standard_baseline(ctx)
@@ -416,7 +420,7 @@ def part_sparse(doc: Document, ctx: Context) -> None:
 
 
 def part_denoising(doc: Document, ctx: Context) -> None:
-    doc.text("*Questions:* a 784-256-784 AE trained on corrupted inputs against clean targets, at noise levels "
+    doc.text("**Questions:** a 784-256-784 AE trained on corrupted inputs against clean targets, at noise levels "
              "0.3, 0.5, 0.8, 0.9: what does the standard AE do with noisy inputs, and what does the denoising AE "
              "do? Do the filters differ?")
     base = standard_baseline(ctx)
@@ -500,7 +504,7 @@ def code_space_notes(levels: Sequence[float], distances: Sequence[float], neares
 
 
 def part_manifold(doc: Document, ctx: Context) -> None:
-    doc.text("*Questions:* moving a test digit in random directions of the 784-d pixel space (noise 0.3–0.9) — "
+    doc.text("**Questions:** moving a test digit in random directions of the 784-d pixel space (noise 0.3–0.9) — "
              "is the result still a digit? With the 784-64-8-64-784 AE, adding noise to the 8-d code "
              "(0.1, 0.5, 0.8, 500) and decoding — what comes out?")
     results = evaluate_sweep(ctx, "manifold")
@@ -527,7 +531,7 @@ def part_manifold(doc: Document, ctx: Context) -> None:
 
 
 def part_conv(doc: Document, ctx: Context) -> None:
-    doc.text("*Questions:* the same convolutional encoder with three decoders — max-unpooling, transposed "
+    doc.text("**Questions:** the same convolutional encoder with three decoders — max-unpooling, transposed "
              "convolution, and both: which reconstructs best, which converges fastest, and what do the decoder "
              "weights look like?")
     results = evaluate_sweep(ctx, "conv")

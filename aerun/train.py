@@ -97,6 +97,19 @@ def batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[tor
     yield from order.split(batch_size)
 
 
+def random_shift(x: torch.Tensor, pixels: int, generator: torch.Generator) -> torch.Tensor:
+    """Each image moved by up to `pixels` in each direction, at random; zeros move in at the edges."""
+    if pixels == 0:
+        return x
+    b, c, h, w = x.shape
+    padded = F.pad(x, (pixels, pixels, pixels, pixels)).flatten(2)
+    offsets = torch.randint(0, 2 * pixels + 1, (b, 2, 1), generator=generator, device=generator.device)
+    rows = torch.arange(h, device=x.device) + offsets[:, 0]  # (b, h) rows of the padded image
+    cols = torch.arange(w, device=x.device) + offsets[:, 1]  # (b, w)
+    index = (rows[:, :, None] * (w + 2 * pixels) + cols[:, None, :]).view(b, 1, h * w).expand(b, c, h * w)
+    return padded.gather(2, index).view(b, c, h, w)
+
+
 def loss_terms(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, sparsity: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean squared error plus the L1 activity penalty of the sparse AE (assignment part 3).
 
@@ -120,18 +133,20 @@ def train_epoch(
     desc: str,
     noise: tuple[str, float] = ("none", 0.0),
     noise_generator: torch.Generator | None = None,
+    shift: int = 0,
 ) -> torch.Tensor:
     """One pass over `images`; returns (steps, 2) of [reconstruction MSE, penalty] per step.
 
     With a noise, the model sees corrupted inputs and is scored against the clean
-    images (the denoising AE, assignment part 4).
+    images (the denoising AE, assignment part 4). With a shift, every image is first
+    moved by up to `shift` pixels (data augmentation; input and target move together).
     """
     model.train()
     n_steps = -(-images.shape[0] // batch_size)
     record = torch.empty(n_steps, 2, device=images.device)
     with tqdm(total=n_steps, desc=desc, unit="batch", leave=False, disable=None) as bar:
         for i, idx in enumerate(batches(images.shape[0], batch_size, generator)):
-            x = images.index_select(0, idx)  # a gather into one new batch: faster than images[idx]
+            x = random_shift(images.index_select(0, idx), shift, generator)  # index_select: faster than images[idx]
             mse, penalty = loss_terms(model, corrupt(x, *noise, noise_generator), x, sparsity)
             optimizer.zero_grad(set_to_none=True)
             (mse + penalty).backward()
@@ -240,6 +255,7 @@ def train(cfg: DictConfig, run_dir: Path, *, resume: bool = False) -> dict[str, 
             batch_size=cfg.batch_size, generator=epoch_generator(cfg.seed, epoch, device),
             sparsity=cfg.sparsity, desc=f"epoch {epoch}/{cfg.epochs}",
             noise=(cfg.noise.name, cfg.noise.level), noise_generator=epoch_generator(cfg.noise_seed, epoch, device),
+            shift=cfg.get("augment_shift", 0),
         )
         finite = torch.isfinite(record).all(dim=1)
         if not finite.all():

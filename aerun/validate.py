@@ -16,6 +16,7 @@ from aerun.errors import UserError
 from aerun.models import build, builder_args
 
 DEVICES = ("auto", "cpu", "cuda")
+MAX_SHIFT = 4
 
 
 def _is_int(value: Any) -> bool:
@@ -62,6 +63,9 @@ def check_train(cfg: DictConfig) -> None:
     device(cfg.device)
     number("optimizer.lr", cfg.optimizer.lr, minimum=0, inclusive=False)
     check_noise(cfg)
+    shift = cfg.get("augment_shift", 0)
+    if not _is_int(shift) or not 0 <= shift <= MAX_SHIFT:
+        raise UserError(f"augment_shift={shift!r} is not allowed; it must be an integer from 0 to {MAX_SHIFT} (pixels)")
     if cfg.lr_schedule not in ("constant", "cosine"):
         raise UserError(f"lr_schedule={cfg.lr_schedule!r} is not allowed; allowed: constant, cosine")
     for key in ("hidden", "code", "k"):

@@ -40,6 +40,7 @@ BAD_TRAIN = [
     (["model=conv_unpool", "model.upsample=bilinear"], "allowed: unpool, deconv, unpool_deconv"),
     (["experiment=nope"], "experiment=nope is not a choice; allowed: conv, deep_best, denoising, manifold, pca_vs_ae"),
     (["lr_schedule=step"], "allowed: constant, cosine"),
+    (["augment_shift=9"], "augment_shift=9 is not allowed; it must be an integer from 0 to 4"),
     (["-m", "hydra/launcher=nope"], "hydra/launcher=nope is not a choice; allowed: basic, joblib, slurm, submitit_local"),
     (["epochs=0"], "epochs=0 is not allowed; it must be a positive integer"),
     (["epochs=ten"], "epochs='ten'"),
@@ -101,9 +102,9 @@ def test_bad_eval_and_plot_input_is_one_line(aerun_exe, make_cfg, tmp_path):
     assert_one_line(run(aerun_exe, "plot", cwd=tmp_path), "needs run=DIR")
 
 
-@pytest.mark.parametrize("schedule", ["constant", "cosine"])
-def test_resumed_run_is_bitwise_equal_to_a_straight_run(make_cfg, tmp_path, schedule):
-    overrides = [*SMOKE, "model=shallow", "model.hidden=16", "epochs=3", f"lr_schedule={schedule}"]
+@pytest.mark.parametrize("extra", [[], ["lr_schedule=cosine"], ["augment_shift=2"]], ids=["constant", "cosine", "shift"])
+def test_resumed_run_is_bitwise_equal_to_a_straight_run(make_cfg, tmp_path, extra):
+    overrides = [*SMOKE, "model=shallow", "model.hidden=16", "epochs=3", *extra]
     train(make_cfg("train", overrides), tmp_path / "straight")
 
     train(make_cfg("train", [*overrides, "epochs=1"]), tmp_path / "resumed")

@@ -89,3 +89,20 @@ def test_eval_and_plot_from_checkpoints(make_cfg, tmp_path):
     assert names == {"reconstructions.png", "loss_iter.png", "loss_epoch.png", "filters.png", "activations.png",
                      "manifold_pixel.png", "manifold_code.png", "manifold_interpolation.png"}  # a 30-d code
     assert all(p.stat().st_size > 5000 and p.read_bytes()[:4] == b"\x89PNG" for p in written)
+
+
+def test_random_shift_moves_each_image_by_at_most_the_given_pixels():
+    from aerun.train import random_shift
+
+    x = torch.zeros(200, 1, 28, 28)
+    x[:, 0, 14, 14] = 1.0
+    moved = random_shift(x, 2, torch.Generator().manual_seed(0))
+    where = (moved[:, 0] == 1).nonzero()[:, 1:] - 14  # (row, col) offset of the one bright pixel
+    assert moved.sum().item() == 200 and where.abs().max().item() == 2
+    assert len({tuple(o) for o in where.tolist()}) == 25  # every offset in [-2, 2]^2 occurs
+    again = random_shift(x, 2, torch.Generator().manual_seed(0))
+    assert torch.equal(moved, again) and random_shift(x, 0, torch.Generator()) is x
+    edge = torch.zeros(1, 1, 28, 28)
+    edge[0, 0, 0, :] = 1.0  # the top row: zeros move in, nothing wraps around
+    shifted = random_shift(edge.expand(64, 1, 28, 28), 1, torch.Generator().manual_seed(1))
+    assert shifted[:, 0, 27].sum().item() == 0

@@ -616,8 +616,10 @@ def report(cfg: DictConfig) -> Path:
     start = time.perf_counter()
     root = Path(cfg.dir)
     extra = list(cfg.train_overrides)
+    if not isinstance(cfg.beyond, bool):
+        raise UserError(f"beyond={cfg.beyond!r} is not allowed; it must be true or false")
     ctx = Context(cfg, root, str(resolve(cfg.device)))
-    written, trained = chosen_parts(list(cfg.parts), bool(cfg.beyond))
+    written, trained = chosen_parts(list(cfg.parts), cfg.beyond)
     for part in {p.key: p for p in (*written, *trained)}.values():
         for sweep in part.sweeps:
             ctx.jobs[sweep.name] = plan_sweep(sweep, extra, root / "runs")

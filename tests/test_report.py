@@ -96,6 +96,9 @@ def test_unknown_part_is_one_line(aerun_exe, tmp_path):
     done = report(aerun_exe, tmp_path / "r", "parts=[sparse,gan]")
     assert done.returncode == 2 and "parts has 'gan'; allowed:" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "r").exists()
+    done = report(aerun_exe, tmp_path / "r", "beyond=maybe")
+    assert done.returncode == 2 and "beyond='maybe' is not allowed; it must be true or false" in done.stderr
+    assert not (tmp_path / "r").exists()
 
 
 def test_chosen_parts_train_what_the_sections_compare_against():

@@ -11,7 +11,6 @@ generated from the numbers measured here.
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
 import time
@@ -28,8 +27,6 @@ from omegaconf import DictConfig, OmegaConf
 from aerun import checkpoint as ckpt
 from aerun.document import Document
 from aerun.errors import UserError
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -78,11 +75,9 @@ def chosen_parts(keys: Sequence[str], beyond: bool) -> tuple[list[Part], list[Pa
     return written, trained
 
 
-
 @dataclass
 class Job:
     sweep: Sweep
-    index: int
     labels: list[str]  # the sweep's own overrides, e.g. ["model.hidden=64"]
     cfg: DictConfig
     run_dir: Path
@@ -98,6 +93,7 @@ class Context:
     root: Path
     device: str
     jobs: dict[str, list[Job]] = field(default_factory=dict)  # by sweep name
+    evaluations: dict[tuple[str, tuple[str, float]], dict[str, Any]] = field(default_factory=dict)  # (run, noise)
 
     @property
     def data_dir(self) -> str:
@@ -112,7 +108,7 @@ class Context:
 
 def plan_sweep(sweep: Sweep, extra: Sequence[str], runs_dir: Path) -> list[Job]:
     """Every job of a sweep, composed as `aerun -m experiment=...` composes it, and checked."""
-    from aerun.cli import CONF_DIR, sweep_combinations
+    from aerun.cli import CONF_DIR, _one_line, sweep_combinations
     from aerun.validate import check_train
 
     base = [f"experiment={sweep.experiment}", *sweep.extra]
@@ -135,11 +131,11 @@ def plan_sweep(sweep: Sweep, extra: Sequence[str], runs_dir: Path) -> list[Job]:
     except Exception as exc:
         GlobalHydra.instance().clear()
         raise UserError(f"report: cannot compose experiment={sweep.experiment} with "
-                        f"train_overrides={list(extra)}: {_first_line(exc)}") from None
+                        f"train_overrides={list(extra)}: {_one_line(exc)}") from None
     jobs = []
     for i, (combo, cfg) in enumerate(zip(combos, configs)):
         check_train(cfg)
-        jobs.append(Job(sweep, i, combo, cfg, runs_dir / sweep.name / str(i)))
+        jobs.append(Job(sweep, combo, cfg, runs_dir / sweep.name / str(i)))
     return jobs
 
 
@@ -229,17 +225,27 @@ def seconds_per_epoch(run: Path) -> float:
 
 
 def evaluate_sweep(ctx: Context, name: str, noise: tuple[str, float] = ("none", 0.0)) -> list[dict[str, Any]]:
-    """Evaluate every job of a sweep (files beside each job and at the sweep root); one result per job."""
+    """Evaluate every job of a sweep (files beside each job and at the sweep root); one result per job.
+
+    Each run is evaluated once per noise and report: later sections reuse the results.
+    """
     from aerun.evaluate import evaluate
 
-    result = evaluate(ctx.root / "runs" / name, ctx.data_dir, ctx.device, noise, ctx.cfg.noise_seed)
-    return result["jobs"]
+    jobs = ctx.jobs[name]
+    if any((str(job.run_dir), noise) not in ctx.evaluations for job in jobs):
+        result = evaluate(ctx.root / "runs" / name, ctx.data_dir, ctx.device, noise, ctx.cfg.noise_seed)
+        for job, evaluated in zip(jobs, result["jobs"]):
+            ctx.evaluations[str(job.run_dir), noise] = evaluated
+    return [ctx.evaluations[str(job.run_dir), noise] for job in jobs]
 
 
 def evaluate_job(ctx: Context, job: Job, noise: tuple[str, float]) -> dict[str, Any]:
     from aerun.evaluate import evaluate
 
-    return evaluate(job.run_dir, ctx.data_dir, ctx.device, noise, ctx.cfg.noise_seed)
+    key = (str(job.run_dir), noise)
+    if key not in ctx.evaluations:
+        ctx.evaluations[key] = evaluate(job.run_dir, ctx.data_dir, ctx.device, noise, ctx.cfg.noise_seed)
+    return ctx.evaluations[key]
 
 
 def figures(ctx: Context, name: str, **kwargs: Any) -> Path:
@@ -251,9 +257,12 @@ def figures(ctx: Context, name: str, **kwargs: Any) -> Path:
     return path
 
 
-def add_figure(doc: Document, ctx: Context, path: Path, caption: str) -> None:
-    if path.exists():
-        doc.figure(ctx.rel(path), caption)
+def add_figures(doc: Document, ctx: Context, folder: Path, figures: Sequence[tuple[str, str]]) -> None:
+    """(file name, caption) pairs of `folder`/figures/, each added where it was drawn."""
+    for name, caption in figures:
+        path = folder / "figures" / name
+        if path.exists():
+            doc.figure(ctx.rel(path), caption)
 
 
 @torch.no_grad()
@@ -319,8 +328,8 @@ def part_pca_vs_ae(doc: Document, ctx: Context) -> None:
     doc.table(["test index", "label", "deep AE SSE", f"PCA-{pca['k']} SSE"],
               [[i, lab, a, p] for i, lab, a, p in zip(ae["showcase"]["indices"], ae["showcase"]["labels"],
                                                       ae["model"]["showcase_sse"], pca["showcase_sse"])])
-    add_figure(doc, ctx, path / "figures" / "reconstructions.png", "Showcase digits: PCA-30 and the deep AE")
-    add_figure(doc, ctx, path / "figures" / "loss_epoch.png", "Deep AE: loss per epoch")
+    add_figures(doc, ctx, path, [("reconstructions.png", "Showcase digits: PCA-30 and the deep AE"),
+                                 ("loss_epoch.png", "Deep AE: loss per epoch")])
 
 
 def part_standard(doc: Document, ctx: Context) -> None:
@@ -366,11 +375,10 @@ def part_standard(doc: Document, ctx: Context) -> None:
         notes.append(f"On {kind} inputs the error is {best:.1f}–{worst:.1f} times the error on digits: "
                      "the AEs reconstruct what they were trained on, and pull other inputs towards it.")
     doc.items(notes)
-    for name, caption in (("loss_iter.png", "Training loss per iteration"), ("loss_epoch.png", "Loss per epoch"),
-                          ("reconstructions.png", "Showcase digits, each hidden size"),
-                          *[(f"ood_{k}.png", f"Inputs that are not digits ({k})") for k in ood],
-                          ("filters.png", "Encoder filters of each hidden size")):
-        add_figure(doc, ctx, path / "figures" / name, caption)
+    add_figures(doc, ctx, path, [("loss_iter.png", "Training loss per iteration"), ("loss_epoch.png", "Loss per epoch"),
+                                 ("reconstructions.png", "Showcase digits, each hidden size"),
+                                 *[(f"ood_{k}.png", f"Inputs that are not digits ({k})") for k in ood],
+                                 ("filters.png", "Encoder filters of each hidden size")])
 
 
 def standard_baseline(ctx: Context) -> Job:
@@ -413,10 +421,9 @@ def part_sparse(doc: Document, ctx: Context) -> None:
         f"{bc['mean_l1'] / base_result['model']['code_dim']:.3g}.",
     ]
     doc.items(notes)
-    for name, caption in (("reconstructions.png", "Showcase digits: each λ and the standard AE"),
-                          ("activations.png", "Hidden activations of the showcase digits, and their averages"),
-                          ("filters.png", "Encoder filters: each λ and the standard AE")):
-        add_figure(doc, ctx, path / "figures" / name, caption)
+    add_figures(doc, ctx, path, [("reconstructions.png", "Showcase digits: each λ and the standard AE"),
+                                 ("activations.png", "Hidden activations of the showcase digits, and their averages"),
+                                 ("filters.png", "Encoder filters: each λ and the standard AE")])
 
 
 def part_denoising(doc: Document, ctx: Context) -> None:
@@ -444,9 +451,9 @@ def part_denoising(doc: Document, ctx: Context) -> None:
                    "denoising AE SSE"], rows)
         doc.items(notes)
         path = figures(ctx, sweep, baseline=base.run_dir)
-        add_figure(doc, ctx, path / "figures" / "denoising.png",
-                   f"{kind} noise: noisy inputs, the standard AE's output, the denoising AE's output")
-        add_figure(doc, ctx, path / "figures" / "filters.png", f"Encoder filters: denoising ({kind}) and standard")
+        add_figures(doc, ctx, path, [
+            ("denoising.png", f"{kind} noise: noisy inputs, the standard AE's output, the denoising AE's output"),
+            ("filters.png", f"Encoder filters: denoising ({kind}) and standard")])
     doc.text("SSE is measured against the clean digit; the noisy input's own SSE is the error of doing nothing.")
 
 
@@ -524,10 +531,9 @@ def part_manifold(doc: Document, ctx: Context) -> None:
         f"(level {pixel_levels[0]:g}) to {pixel[-1]:.1f} (level {pixel_levels[-1]:g}).",
         *code_space_notes(code_levels, code, min(pixel)),
     ])
-    for name, caption in (("manifold_pixel.png", "A digit moved in random directions of pixel space"),
-                          ("manifold_code.png", "Noise added to the 8-d code, then decoded"),
-                          ("manifold_interpolation.png", "From one digit to another: pixel space and code space")):
-        add_figure(doc, ctx, run / "figures" / name, caption)
+    add_figures(doc, ctx, run, [("manifold_pixel.png", "A digit moved in random directions of pixel space"),
+                                ("manifold_code.png", "Noise added to the 8-d code, then decoded"),
+                                ("manifold_interpolation.png", "From one digit to another: pixel space and code space")])
 
 
 def part_conv(doc: Document, ctx: Context) -> None:
@@ -551,10 +557,10 @@ def part_conv(doc: Document, ctx: Context) -> None:
         f"After one epoch {first[0][0]} is ahead (test SSE {first[0][1][0] * 784:.2f}), "
         f"{first[-1][0]} behind ({first[-1][1][0] * 784:.2f}).",
     ])
-    add_figure(doc, ctx, path / "figures" / "loss_epoch.png", "Convergence: loss per epoch of the three decoders")
-    add_figure(doc, ctx, path / "figures" / "reconstructions.png", "Showcase digits, each decoder")
+    add_figures(doc, ctx, path, [("loss_epoch.png", "Convergence: loss per epoch of the three decoders"),
+                                 ("reconstructions.png", "Showcase digits, each decoder")])
     for job in ctx.jobs["conv"]:
-        add_figure(doc, ctx, job.run_dir / "figures" / "conv_filters.png", f"{job.cfg.model.name}: decoder weights")
+        add_figures(doc, ctx, job.run_dir, [("conv_filters.png", f"{job.cfg.model.name}: decoder weights")])
 
 
 def part_beyond(doc: Document, ctx: Context) -> None:
@@ -593,8 +599,8 @@ def part_beyond(doc: Document, ctx: Context) -> None:
     doc.items(notes)
     doc.table(["hidden", "PCA same k", "standard AE (assignment)", "standard_best", "epochs"], rows)
     figures(ctx, "deep_best")
-    add_figure(doc, ctx, best_run / "figures" / "reconstructions.png", "deep_best against PCA-30")
-    add_figure(doc, ctx, best_run / "figures" / "loss_epoch.png", "deep_best: loss per epoch")
+    add_figures(doc, ctx, best_run, [("reconstructions.png", "deep_best against PCA-30"),
+                                     ("loss_epoch.png", "deep_best: loss per epoch")])
 
 
 SECTIONS: dict[str, Callable[[Document, Context], None]] = {
@@ -618,7 +624,9 @@ def report(cfg: DictConfig) -> Path:
     extra = list(cfg.train_overrides)
     if not isinstance(cfg.beyond, bool):
         raise UserError(f"beyond={cfg.beyond!r} is not allowed; it must be true or false")
-    ctx = Context(cfg, root, str(resolve(cfg.device)))
+    from aerun.train import resolve_device
+
+    ctx = Context(cfg, root, str(resolve_device(cfg.device)))
     written, trained = chosen_parts(list(cfg.parts), cfg.beyond)
     for part in {p.key: p for p in (*written, *trained)}.values():
         for sweep in part.sweeps:
@@ -641,15 +649,3 @@ def report(cfg: DictConfig) -> Path:
                                                   "jobs": {k: [str(j.run_dir) for j in v] for k, v in ctx.jobs.items()}},
                                                  indent=2) + "\n")
     return root / "index.html"
-
-
-def _first_line(exc: Exception) -> str:
-    from aerun.cli import _one_line
-
-    return _one_line(exc)
-
-
-def resolve(device: str) -> torch.device:
-    from aerun.train import resolve_device
-
-    return resolve_device(device)

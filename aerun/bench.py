@@ -60,12 +60,16 @@ def matmul_gflops(device: torch.device, n: int = 2048, repeats: int = 10) -> flo
     return 2 * n**3 / min(times) / 1e9
 
 
+def linear_layers(model: nn.Module) -> list[nn.Linear]:
+    return [m for m in model.modules() if isinstance(m, nn.Linear)]
+
+
 def training_products(model: nn.Module, batch: int) -> list[tuple[str, int, int, int, int]]:
     """The matrix products of one training step of the model's linear layers, as (kind, layer, m, k, n):
     per layer the forward x·Wᵀ (batch, in, out), the weight gradient gᵀ·x (out, batch, in) and,
     except in the first layer (the images need no gradient), the input gradient g·W (batch, out, in)."""
     products = []
-    for i, m in enumerate(x for x in model.modules() if isinstance(x, nn.Linear)):
+    for i, m in enumerate(linear_layers(model)):
         products.append(("forward", i, batch, m.in_features, m.out_features))
         products.append(("weight_grad", i, m.out_features, batch, m.in_features))
         if i > 0:
@@ -85,7 +89,7 @@ def floor_steps(model: nn.Module, n_images: int, batch_size: int, device: torch.
     """Per step of an epoch, the (a, b, out) of each of its products, in the layouts training
     uses: weights are the model's own, stored (out, in), so the forward multiplies by a
     transposed view; the last step takes the epoch's remainder."""
-    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    linears = linear_layers(model)
 
     def step(batch: int) -> Operands:
         operands = []
@@ -229,6 +233,6 @@ def table(result: dict[str, Any]) -> str:
              f"matmul {result['matmul_gflops']:.1f} GFLOP/s (best of {len(result['matmul_gflops_probes'])} probes), "
              f"median of {result['repeats']} epochs", header]
     for name, r in result["presets"].items():
-        lines.append(f"{name:<10}{r['reference_s']:>12.2f}{r['aerun_s']:>10.2f}{r['floor_s']:>10.2f}{r['bound_s']:>10.2f}"
-                     f"{r['speedup']:>10.2f}{r['fraction_of_bound']:>10.2f}")
+        lines.append(f"{name:<10}{r['reference_s']:>12.2f}{r['aerun_s']:>10.2f}{r['floor_s']:>10.2f}"
+                     f"{r['bound_s']:>10.2f}{r['speedup']:>10.2f}{r['fraction_of_bound']:>10.2f}")
     return "\n".join(lines)

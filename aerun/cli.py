@@ -16,25 +16,20 @@ any directory is written or any weight trained.
 from __future__ import annotations
 
 import functools
-import itertools
 import logging
-import re
 import signal
 import sys
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import hydra
-from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from aerun.compose import CONF_DIR, compose_config, group_options, one_line, sweep_combinations
 from aerun.errors import UserError
-
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 MAX_PREFLIGHT_JOBS = 256
@@ -105,7 +100,7 @@ def resume_command(cfg: DictConfig) -> dict:
 
         check_train(config)
     except OmegaConfBaseException as exc:
-        raise UserError(f"the config in {run_dir}'s checkpoint does not fit this aerun ({_one_line(exc)}); "
+        raise UserError(f"the config in {run_dir}'s checkpoint does not fit this aerun ({one_line(exc)}); "
                         "it was written by another version") from None
     return _train_until_interrupted(config, run_dir, resume=True)
 
@@ -147,9 +142,9 @@ def bench_command(cfg: DictConfig) -> dict:
     positive_int("batch_size", cfg.batch_size)
     models = {}
     for name in cfg.presets:
-        if name not in (_group_options("model") or []):
-            raise UserError(f"presets has {name!r}, not a model preset; allowed: {', '.join(_group_options('model'))}")
-        models[name] = compose(config_name="train", overrides=[f"model={name}"]).model
+        if name not in (group_options("model") or []):
+            raise UserError(f"presets has {name!r}, not a model preset; allowed: {', '.join(group_options('model'))}")
+        models[name] = compose_config("train", [f"model={name}"]).model
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     result = bench(cfg, models, run_dir)
     print(table(result))
@@ -199,52 +194,6 @@ TYPED = ("train", "eval", "plot", "data", "bench", "report")  # what users type;
 # --------------------------------------------------------------------------- preflight
 
 
-def _group_options(group: str) -> list[str] | None:
-    folder = CONF_DIR / group
-    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else None
-
-
-def _one_line(exc: Exception) -> str:
-    text = str(exc)
-    unknown = re.search(r"Could not override '([^']+)'", text)
-    if unknown:
-        return f"{unknown.group(1)} is not a config key; `aerun --help` lists the keys"
-    missing = re.search(r"Could not find '(.+)/([^/']+)'\s+Available options in '[^']+':\n((?:\t.*\n?)*)", text)
-    if missing:
-        options = [line.strip() for line in missing.group(3).splitlines() if line.strip()]
-        return f"{missing.group(1)}={missing.group(2)} is not a choice; allowed: {', '.join(sorted(options))}"
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return " ".join(lines[:2]) or type(exc).__name__
-
-
-def sweep_combinations(overrides: list[str], multirun: bool) -> Iterator[list[str]]:
-    """Every job a sweep would run, as plain overrides (sweep values expanded, in order)."""
-    try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
-    except Exception as exc:
-        raise UserError(f"cannot read the command line: {_one_line(exc)}") from None
-    choices = []
-    for override in parsed:
-        key = override.get_key_element()
-        if override.is_sweep_override():
-            if not multirun:
-                raise UserError(f"{override.input_line} is a sweep; add -m to run one job per value")
-            try:
-                values = list(override.sweep_string_iterator())
-            except Exception:
-                raise UserError(f"{override.input_line}: only comma lists and range() sweeps are supported") from None
-        else:
-            values = [override.get_value_element_as_str()]
-        # Hydra's own groups (hydra/launcher, ...) also take its plugins' options: composing checks those
-        options = None if override.key_or_group.startswith("hydra/") else _group_options(override.key_or_group)
-        if options is not None and override.package is None:
-            bad = [v for v in values if v not in options]
-            if bad:
-                raise UserError(f"{override.key_or_group}={bad[0]} is not a choice; allowed: {', '.join(options)}")
-        choices.append([f"{key}={v}" for v in values])
-    yield from (list(combo) for combo in itertools.product(*choices))
-
-
 def _refuse_existing_run(overrides: list[str]) -> None:
     from aerun.checkpoint import CHECKPOINT
 
@@ -268,12 +217,9 @@ def preflight(config_name: str, args: list[str]) -> None:
             break
         GlobalHydra.instance().clear()
         try:
-            with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-                cfg = compose(config_name=config_name, overrides=combo)
+            cfg = compose_config(config_name, combo)
         except Exception as exc:
-            raise UserError(_one_line(exc)) from None
-        finally:
-            GlobalHydra.instance().clear()
+            raise UserError(one_line(exc)) from None
         from aerun import validate
 
         if config_name == "train":

@@ -6,6 +6,7 @@ errors of one image, MSE = SSE / pixels, PSNR = 10 log10(1 / MSE) (peak 1).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -20,6 +21,8 @@ from aerun.data import IMAGE_SHAPE, load_split
 from aerun.errors import UserError
 from aerun.models import PCA
 from aerun.noise import corrupt, generator
+from aerun.probe import probe_accuracy
+from aerun.stats import Spread
 
 EVAL_BATCH = 4096
 
@@ -87,8 +90,13 @@ def code_statistics(codes: torch.Tensor) -> dict[str, Any]:
 
 
 def noisy_test_inputs(images: torch.Tensor, noise: tuple[str, float], seed: int) -> torch.Tensor:
-    """The corrupted test split: one realisation per (noise, level, seed), the same for every model."""
-    return corrupt(images, *noise, generator(seed, images.device))
+    """The corrupted test split: one realisation per (noise, level, seed), the same for every model.
+
+    Drawn on the CPU and then moved, so the realisation (and every noisy metric) is the same on any device.
+    """
+    if noise[0] == "none" or noise[1] == 0:
+        return images
+    return corrupt(images.cpu(), *noise, generator(seed, "cpu")).to(images.device)
 
 
 def summarise(sse: torch.Tensor, pixels: int) -> dict[str, float]:
@@ -113,6 +121,49 @@ def fitted_pca(dataset: Mapping[str, Any], k: int, data_dir: Path | str, device:
         train = load_split(dataset, "train", data_dir, device)
         _PCA_CACHE[key] = PCA(dim).to(device).fit(train.images).eval()
     return _PCA_CACHE[key].top(k)
+
+
+_PROBE_CACHE: dict[tuple, float] = {}
+
+
+def _data_key(dataset: Mapping[str, Any], data_dir: Path | str) -> str:
+    return json.dumps(dict(dataset), sort_keys=True, default=str) + str(Path(data_dir).resolve())
+
+
+def code_probe(model: nn.Module, dataset: Mapping[str, Any], data_dir: Path | str,
+               device: torch.device | str) -> float:
+    """Test accuracy of the linear probe on a model's codes (see aerun.probe)."""
+    train = load_split(dataset, "train", data_dir, device)
+    test = load_split(dataset, "test", data_dir, device)
+    return probe_accuracy(reconstruct(model, train.images)[1], train.labels,
+                          reconstruct(model, test.images)[1], test.labels)
+
+
+def cached_probe(what: str, dataset: Mapping[str, Any], data_dir: Path | str, device: torch.device | str,
+                 model: nn.Module) -> float:
+    """A probe whose codes depend on the data set alone (PCA-k, raw pixels): fitted once per process."""
+    key = (what, _data_key(dataset, data_dir))
+    if key not in _PROBE_CACHE:
+        _PROBE_CACHE[key] = code_probe(model, dataset, data_dir, device)
+    return _PROBE_CACHE[key]
+
+
+class Pixels(nn.Module):
+    """The identity 'autoencoder': raw pixels as the code, the reference line of every probe table."""
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return x, x.flatten(1)
+
+
+# Keys that do not change what a run is: where it ran and where its data lives. `seed` is what
+# repeats of one setting differ in.
+NOT_A_SETTING = ("paths", "device")
+
+
+def setting_digest(config: Mapping[str, Any]) -> str:
+    """A short name for a run's setting: its config without the seed and NOT_A_SETTING keys."""
+    kept = {k: v for k, v in config.items() if k not in (*NOT_A_SETTING, "seed")}
+    return hashlib.sha1(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 def eval_name(noise: tuple[str, float]) -> str:
@@ -144,6 +195,8 @@ def evaluate_run(
         "split": "test",
         "n_images": len(test),
         "run_dir": str(run_dir),
+        "seed": checkpoint["config"].get("seed"),
+        "setting": setting_digest(checkpoint["config"]),
         "epoch": checkpoint["epoch"],
         "step": checkpoint["step"],
         "trained_with_noise": {"name": trained_on["name"], "level": trained_on["level"]},
@@ -156,6 +209,10 @@ def evaluate_run(
         result[key] = {**entry, **summarise(sse, pixels), "showcase_sse": sse[showcase].tolist()}
         if name:
             result[key]["code"] = code_statistics(codes)
+    if inputs is test.images:  # the probes read clean codes; a noisy evaluation is about reconstruction
+        result["model"]["probe_accuracy"] = code_probe(model, dataset, data_dir, device)
+        result["pca"]["probe_accuracy"] = cached_probe(f"pca-{pca.code_dim}", dataset, data_dir, device, pca)
+        result["pixels_probe_accuracy"] = cached_probe("pixels", dataset, data_dir, device, Pixels())
     return result
 
 
@@ -179,10 +236,47 @@ def evaluate(
         results.append(result)
     if not is_sweep(path, runs):
         return results[0]
-    sweep = {"sweep_dir": str(path), "jobs": [{"label": label, **r} for label, r in zip(job_labels(runs), results)]}
+    return write_sweep(path, runs, results, name)
+
+
+def write_sweep(path: Path, runs: list[Path], results: list[dict[str, Any]], name: str = "eval") -> dict[str, Any]:
+    """The sweep's own eval.json and eval.md: every job, and every setting with its spread over seeds."""
+    labels = job_labels(runs)
+    sweep = {"sweep_dir": str(path), "jobs": [{"label": label, **r} for label, r in zip(labels, results)],
+             "groups": [group_summary(label, members) for label, members in seed_groups(labels, results)]}
     (path / f"{name}.json").write_text(json.dumps(sweep, indent=2) + "\n")
     (path / f"{name}.md").write_text(sweep_markdown(sweep))
     return sweep
+
+
+def without_seed(label: str) -> str:
+    return " ".join(t for t in label.split() if not t.startswith("seed="))
+
+
+def seed_groups(labels: list[str], results: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
+    """Jobs that differ only in their seed, together, in order of first appearance, lowest seed first."""
+    groups: dict[str, tuple[str, list[dict[str, Any]]]] = {}
+    for label, result in zip(labels, results):
+        key = result.get("setting") or result["run_dir"]
+        groups.setdefault(key, (without_seed(label) or result["model"]["name"], []))[1].append(result)
+    return [(label, sorted(members, key=lambda r: r.get("seed") or 0)) for label, members in groups.values()]
+
+
+METRICS = ("sse_per_image", "mse", "psnr_db", "probe_accuracy")
+
+
+def group_summary(label: str, members: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean, standard deviation and n of every metric over a setting's seeds."""
+    summary: dict[str, Any] = {"label": label, "n": len(members), "seeds": [m.get("seed") for m in members],
+                               "runs": [m["run_dir"] for m in members]}
+    for key in ("model", "pca"):
+        entry = {k: v for k, v in members[0][key].items() if k in ("name", "code_dim", "k")}
+        for metric in METRICS:
+            if all(metric in m[key] for m in members):
+                entry[metric] = Spread.of([m[key][metric] for m in members]).as_dict()
+        summary[key] = entry
+    summary["model"]["fraction_zero"] = Spread.of([m["model"]["code"]["fraction_zero"] for m in members]).as_dict()
+    return summary
 
 
 # --------------------------------------------------------------------------- markdown
@@ -200,7 +294,7 @@ def metrics_table(rows: list[tuple[str, int, Mapping[str, float]]]) -> list[str]
 
 def run_markdown(result: Mapping[str, Any]) -> str:
     model, pca = result["model"], result["pca"]
-    pca_name = f"PCA-{pca['k']}"
+    pca_label = pca_name(pca["k"])
     lines = [
         f"# Evaluation of {result['run_dir']}",
         "",
@@ -212,11 +306,14 @@ def run_markdown(result: Mapping[str, Any]) -> str:
         f"Code: {model['code']['fraction_zero']:.1%} of the activations are exactly zero; "
         f"mean L1 norm per image {model['code']['mean_l1']:.4g}.",
         "",
-        *metrics_table([(model["name"], model["code_dim"], model), (pca_name, pca["k"], pca)]),
+        *([f"Linear probe (logistic regression on the training split's codes), test accuracy: "
+           f"{model['name']} {model['probe_accuracy']:.2%}, {pca_label} {pca['probe_accuracy']:.2%}, "
+           f"raw pixels {result['pixels_probe_accuracy']:.2%}.", ""] if "probe_accuracy" in model else []),
+        *metrics_table([(model["name"], model["code_dim"], model), (pca_label, pca["k"], pca)]),
         "",
         "## Showcase images",
         "",
-        _row(["test index", "label", f"{model['name']} SSE", f"{pca_name} SSE"]),
+        _row(["test index", "label", f"{model['name']} SSE", f"{pca_label} SSE"]),
         _row(["---"] * 4),
     ]
     showcase = result["showcase"]
@@ -225,11 +322,32 @@ def run_markdown(result: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def pca_name(k: int) -> str:
+    """PCA-30; PCA-784 is the whole basis, which reconstructs exactly and compares nothing."""
+    return f"PCA-{k}" + (" (lossless)" if k >= math.prod(IMAGE_SHAPE) else "")
+
+
+def _probe_cell(entry: Mapping[str, Any]) -> Any:
+    return entry.get("probe_accuracy", "-")
+
+
 def sweep_markdown(sweep: Mapping[str, Any]) -> str:
-    header = ["job", "model", "code", "SSE/image", "MSE", "PSNR (dB)", "PCA SSE/image", "zero code", "epochs"]
+    header = ["job", "model", "code", "SSE/image", "MSE", "PSNR (dB)", "probe acc.", "PCA same k",
+              "PCA SSE/image", "PCA probe acc.", "zero code", "epochs"]
     lines = [f"# Evaluation of sweep {sweep['sweep_dir']}", "", _row(header), _row(["---"] * len(header))]
     for job in sweep["jobs"]:
         m, p = job["model"], job["pca"]
         lines.append(_row([job["label"], m["name"], m["code_dim"], m["sse_per_image"], m["mse"], m["psnr_db"],
-                           p["sse_per_image"], f"{m['code']['fraction_zero']:.1%}", job["epoch"]]))
+                           _probe_cell(m), pca_name(p["k"]), p["sse_per_image"], _probe_cell(p),
+                           f"{m['code']['fraction_zero']:.1%}", job["epoch"]]))
+    groups = sweep.get("groups", [])
+    if any(g["n"] > 1 for g in groups):
+        header = ["setting", "n", "seeds", "SSE/image", "PSNR (dB)", "probe acc.", "PCA same k", "PCA SSE/image"]
+        lines += ["", "## Over seeds: mean ± standard deviation", "", _row(header), _row(["---"] * len(header))]
+        for g in groups:
+            m, p = g["model"], g["pca"]
+            spread = [Spread.of(m[k]["values"]).text() if k in m else "-" for k in ("sse_per_image", "psnr_db",
+                                                                                  "probe_accuracy")]
+            lines.append(_row([g["label"], g["n"], ",".join(str(s) for s in g["seeds"]), *spread,
+                               pca_name(p["k"]), Spread.of(p["sse_per_image"]["values"]).text()]))
     return "\n".join(lines) + "\n"

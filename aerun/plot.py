@@ -21,9 +21,10 @@ from torch import nn
 from aerun import checkpoint as ckpt
 from aerun.data import load_split
 from aerun.errors import UserError
-from aerun.evaluate import find_runs, fitted_pca, is_sweep, job_labels, reconstruct
+from aerun.evaluate import (find_runs, fitted_pca, is_sweep, job_labels, noisy_test_inputs, reconstruct,
+                            setting_digest, without_seed)
 from aerun.models import PCA, ConvAutoencoder, MLPAutoencoder
-from aerun.noise import corrupt, generator
+from aerun.noise import generator
 from aerun.train import EPOCH_LOG, ITER_LOG
 
 FIGURES = "figures"
@@ -153,19 +154,45 @@ def read_csv(path: Path) -> dict[str, list[float]]:
     return {key: [float(r[key]) for r in rows] for key in rows[0]}
 
 
-def loss_figures(histories: Sequence[tuple[str, Path]], out_dir: Path) -> list[Path]:
-    """Loss per iteration (train) and per epoch (train and test), one line per run."""
+def _curve(runs: Sequence[Path], log: str, x: str, y: str) -> tuple[list[float], torch.Tensor] | None:
+    """A column over seeds: x of the first run, and y (seeds, points) cut to the shortest run."""
+    columns = [read_csv(run / log) for run in runs]
+    if not all(c and y in c for c in columns):
+        return None
+    length = min(len(c[y]) for c in columns)
+    return columns[0][x][:length], torch.tensor([c[y][:length] for c in columns])
+
+
+def _band(ax, xs: Sequence[float], ys: torch.Tensor, style: str, label: str, color=None, lw: float = 1.2):
+    """The mean over seeds as a line, and the range of the seeds (min to max) as a band around it."""
+    (line,) = ax.plot(xs, ys.mean(0).tolist(), style, color=color, lw=lw,
+                      label=label + (f" (mean of {len(ys)} seeds; band: min-max)" if len(ys) > 1 else ""))
+    if len(ys) > 1:
+        ax.fill_between(xs, ys.min(0).values.tolist(), ys.max(0).values.tolist(), color=line.get_color(),
+                        alpha=0.2, lw=0)
+    return line
+
+
+def loss_figures(histories: Sequence[tuple[str, Sequence[Path], bool]], out_dir: Path) -> list[Path]:
+    """Loss per iteration (train) and per epoch (train and test), one line per setting.
+
+    Each setting is (label, runs that differ only in their seed, trained on noisy inputs?): the
+    line is the runs' mean and a band spans them. A run trained on noisy inputs has its training
+    loss labelled so: it is the loss on corrupted inputs, while the test loss is on clean ones.
+    """
     it_fig, ep_fig = Figure(figsize=(7, 4), layout="constrained"), Figure(figsize=(7, 4), layout="constrained")
     it_ax, ep_ax = it_fig.subplots(), ep_fig.subplots()
     trained = False
-    for label, run in histories:
-        iters, epochs = read_csv(run / ITER_LOG), read_csv(run / EPOCH_LOG)
-        if not iters or epochs.get("epoch", [0])[-1] == 0:  # PCA: fitted, no training curve
+    for label, runs, noisy in histories:
+        iters = _curve(runs, ITER_LOG, "step", "loss")
+        epochs = read_csv(runs[0] / EPOCH_LOG)
+        if iters is None or epochs.get("epoch", [0])[-1] == 0:  # PCA: fitted, no training curve
             continue
         trained = True
-        (line,) = it_ax.plot(iters["step"], iters["loss"], lw=0.8, label=label)
-        ep_ax.plot(epochs["epoch"], epochs["train_loss"], "o-", color=line.get_color(), label=f"{label} train")
-        ep_ax.plot(epochs["epoch"], epochs["test_loss"], "s--", color=line.get_color(), label=f"{label} test")
+        line = _band(it_ax, *iters, "-", label + (" (noisy inputs)" if noisy else ""), lw=0.8)
+        train_curve, test_curve = _curve(runs, EPOCH_LOG, "epoch", "train_loss"), _curve(runs, EPOCH_LOG, "epoch", "test_loss")
+        _band(ep_ax, *train_curve, "o-", f"{label} train" + (" (noisy inputs)" if noisy else ""), line.get_color())
+        _band(ep_ax, *test_curve, "s--", f"{label} test", line.get_color())
     if not trained:
         return []
     for ax, xlabel in ((it_ax, "iteration"), (ep_ax, "epoch")):
@@ -262,7 +289,7 @@ def denoising_figure(
     for m, (name, level) in zip(models, noises):
         if name == "none":
             continue
-        noisy = corrupt(clean, name, level, generator(seed, clean.device))
+        noisy = noisy_test_inputs(test.images, (name, level), seed)[showcase]  # the draw `aerun eval` scores
         rows.append(Row(f"{name} {level:g}", noisy, sse_titles((noisy - clean).pow(2).flatten(1).sum(1))))
         if baseline is not None:
             rows.append(output_row(baseline.label, baseline.model, noisy, clean))
@@ -277,13 +304,13 @@ def manifold_figures(model: Loaded, test, showcase: list[int], pixel_noise, code
     m = model.model
     if not hasattr(m, "decode") or m.code_dim > MANIFOLD_MAX_CODE:
         return []
-    gen = generator(seed, test.images.device)
+    gen = generator(seed, "cpu")  # drawn on the CPU: the same moves on every device
     digit = test.images[showcase[2 % len(showcase)]]
     samples = 8
     written = []
     pixel_rows = [Row("original", digit[None])]
     for level in pixel_noise:
-        moved = digit + level * torch.randn((samples, *digit.shape), generator=gen, device=digit.device)
+        moved = digit + level * torch.randn((samples, *digit.shape), generator=gen).to(digit.device)
         pixel_rows.append(Row(f"pixel noise {level:g}", moved, vmin=0, vmax=1))
     written.append(image_grid(pixel_rows, out_dir / "manifold_pixel.png",
                               "A digit moved in random directions of pixel space: no longer a digit"))
@@ -291,7 +318,7 @@ def manifold_figures(model: Loaded, test, showcase: list[int], pixel_noise, code
         code = m.encode(digit[None])
         code_rows = [Row("original", digit[None]), Row("decoded", m.decode(code))]
         for level in code_noise:
-            moved = code + level * torch.randn((samples, code.shape[1]), generator=gen, device=code.device)
+            moved = code + level * torch.randn((samples, code.shape[1]), generator=gen).to(code.device)
             code_rows.append(Row(f"code noise {level:g}", m.decode(moved)))
         written.append(image_grid(code_rows, out_dir / "manifold_code.png",
                                   f"{model.label}: noise added to the {m.code_dim}-d code, then decoded"))
@@ -311,7 +338,7 @@ def ood_inputs(kind: str, data_dir: Path | str, device: str, seed: int, n: int =
     if kind not in OOD_KINDS:
         raise UserError(f"ood={kind!r} is not allowed; allowed: {', '.join(OOD_KINDS)}")
     if kind == "noise":
-        images = torch.rand((n, 1, 28, 28), generator=generator(seed, device), device=device)
+        images = torch.rand((n, 1, 28, 28), generator=generator(seed, "cpu")).to(device)
         return "uniform random images", images
     return f"{kind} test images 0-{n - 1}", load_split({"name": kind}, "test", data_dir, device).images[:n]
 
@@ -325,21 +352,32 @@ def ood_figure(models: Sequence[Loaded], kind: str, data_dir, device: str, seed:
 # --------------------------------------------------------------------------- the command
 
 
+def seed_groups(models: Sequence[Loaded]) -> list[list[Loaded]]:
+    """Runs that differ only in their seed, together, in order of first appearance, lowest seed first."""
+    groups: dict[str, list[Loaded]] = {}
+    for m in models:
+        groups.setdefault(setting_digest(m.checkpoint["config"]), []).append(m)
+    return [sorted(g, key=lambda m: m.checkpoint["config"].get("seed", 0)) for g in groups.values()]
+
+
 def plot(
     path: Path, data_dir: Path | str, device: str, *, baseline: Path | None = None, ood: str = "none",
     noise: tuple[str, float] = ("none", 0.0), filters: int = 64,
     pixel_noise: Sequence[float] = (0.3, 0.5, 0.8, 0.9), code_noise: Sequence[float] = (0.1, 0.5, 0.8, 500),
-    seed: int = 0, each_job: bool = True,
+    seed: int = 0, each_job: bool = True, runs: Sequence[Path] | None = None,
 ) -> list[Path]:
     """Write figures/*.png for a run, or for every job of a sweep plus comparisons at its root.
 
     Without `each_job`, a sweep gets its comparisons and each job only what exists per model
-    (the convolutional kernels): the report's choice, many times faster.
+    (the convolutional kernels): the report's choice, many times faster. `runs` picks the jobs
+    of the sweep to draw (default: every job in it).
     """
     path = Path(path)
-    runs = find_runs(path)
+    runs = list(runs) if runs is not None else find_runs(path)
     labels = job_labels(runs) if is_sweep(path, runs) else [None]
-    models = [load(run, label, device) for run, label in zip(runs, labels)]
+    loaded = [load(run, label and without_seed(label), device) for run, label in zip(runs, labels)]
+    groups = seed_groups(loaded)
+    models = [members[0] for members in groups]  # showcase figures: each setting's lowest seed
     base = None
     if baseline is not None:
         base = load(find_runs(Path(baseline), "baseline")[0], None, device, prefix="baseline: ")
@@ -353,12 +391,13 @@ def plot(
     def noise_of(m: Loaded) -> tuple[str, float]:
         return noise if noise[0] != "none" else m.trained_noise
 
-    def figures_for(group: Sequence[Loaded], out: Path, histories: Sequence[tuple[str, Path]]) -> list[Path]:
+    def figures_for(group: Sequence[Loaded], out: Path, settings: Sequence[Sequence[Loaded]]) -> list[Path]:
         pca = fitted_pca(dataset, group[0].model.code_dim, data_dir, device)
         with_base = [*group, base] if base is not None else list(group)
         written = [reconstructions_figure(with_base, test, showcase, pca, out / "reconstructions.png",
                                           f"{span}: reconstructions (SSE per image)")]
-        written += loss_figures(histories, out)
+        written += loss_figures([(g[0].label, [m.run for m in g], g[0].trained_noise[0] != "none")
+                                 for g in settings], out)
         written.append(filters_figure(with_base, filters, out / "filters.png"))
         written.append(activations_figure(with_base, test, showcase, out / "activations.png"))
         written.append(denoising_figure(group, [noise_of(m) for m in group], base, test, showcase, seed,
@@ -371,9 +410,9 @@ def plot(
     for m in models:
         out = m.run / FIGURES
         if each_job or len(models) == 1:
-            written += figures_for([m], out, [(m.label, m.run)])
+            written += figures_for([m], out, [[m]])
         written.append(conv_filters_figure(m, out / "conv_filters.png"))
         written += manifold_figures(m, test, showcase, pixel_noise, code_noise, seed, out)
-    if len(models) > 1:
-        written += figures_for(models, path / FIGURES, [(m.label, m.run) for m in models])
+    if len(loaded) > 1:
+        written += figures_for(models, path / FIGURES, groups)
     return [p for p in written if p is not None]

@@ -85,10 +85,32 @@ LR_SCHEDULES = ("constant", "cosine")
 
 
 def learning_rate(base: float, schedule: str, epoch: int, epochs: int) -> float:
-    """The learning rate of an epoch (1-based): a function of the epoch alone, so resuming is exact."""
+    """The learning rate of an epoch (1-based), set once per epoch.
+
+    cosine: half a cosine from `base` at epoch 1 towards 0, which it would reach at epoch
+    `epochs` + 1; the last epoch runs at 0.5 * (1 + cos(pi * (epochs - 1) / epochs)) of it
+    (2.4 % for 10 epochs). A function of (epoch, epochs) alone, so resuming is exact; and
+    since every epoch's rate depends on `epochs`, a cosine run cannot be extended (see
+    `check_schedule_extension`).
+    """
     if schedule == "cosine":
         return base * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / epochs))
     return base
+
+
+def check_schedule_extension(run_dir: Path, base: float, schedule: str, planned: int, done: int, epochs: int) -> None:
+    """Refuse to resume a run to a length whose schedule would have run its finished epochs at other rates.
+
+    A resumed run must end as a fresh run of the new length would have. That holds when every
+    finished epoch's rate is the same under the old length and the new one: always for a constant
+    rate, and for a cosine only while no epoch past the first is done. Otherwise restarting the
+    schedule is a warm restart, not that run, so the resume is refused.
+    """
+    if any(learning_rate(base, schedule, e, planned) != learning_rate(base, schedule, e, epochs)
+           for e in range(1, done + 1)):
+        raise UserError(f"epochs={epochs} is not allowed for {run_dir}: its {done} finished epochs followed a "
+                        f"{planned}-epoch {schedule} schedule, at rates a {epochs}-epoch run would not have used; "
+                        f"train a new run with epochs={epochs} (a constant-rate run can be extended)")
 
 
 def batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
@@ -210,6 +232,9 @@ def train(cfg: DictConfig, run_dir: Path, *, resume: bool = False) -> dict[str, 
     done = state["epoch"] if state else 0
     if cfg.epochs < done:
         raise UserError(f"epochs={cfg.epochs} is not allowed: {run_dir} is already trained to epoch {done}")
+    if state:
+        planned = state["config"].get("epochs", cfg.epochs)
+        check_schedule_extension(run_dir, cfg.optimizer.lr, cfg.lr_schedule, planned, done, cfg.epochs)
     run_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.device)
 

@@ -11,7 +11,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from aerun.cli import CONF_DIR
+from aerun.compose import CONF_DIR
 
 SMOKE = ["dataset=synthetic", "epochs=2", "batch_size=64", "device=cpu"]
 

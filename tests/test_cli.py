@@ -67,7 +67,7 @@ def test_the_slurm_launcher_config_composes(make_cfg):
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from aerun.cli import CONF_DIR
+    from aerun.compose import CONF_DIR
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):

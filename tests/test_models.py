@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from aerun.cli import CONF_DIR
+from aerun.compose import CONF_DIR
 from aerun.errors import UserError
 from aerun.models import BUILDERS, PCA, build, builder_args
 

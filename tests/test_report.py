@@ -12,6 +12,7 @@ import pytest
 from aerun.document import Document
 from aerun.errors import UserError
 from aerun.report import ASSIGNMENT, chosen_parts, compare, first_difference, trend
+from aerun.stats import Spread
 
 TINY = 'train_overrides=["dataset=synthetic","epochs=1","batch_size=64"]'
 
@@ -63,7 +64,7 @@ def test_the_numbers_in_the_report_are_the_evaluated_ones(full_report):
         line = next(l for l in markdown.splitlines() if l.startswith(f"| {job['model']['name']} |"))
         assert f"{job['model']['sse_per_image']:.4g}" in line
     best = min(conv["jobs"], key=lambda j: j["model"]["sse_per_image"])["model"]["name"]
-    assert f"Ranking by final test error: {best} " in markdown
+    assert f"Ranking by mean final test error in this run: {best} " in markdown
 
 
 def test_a_second_report_reuses_complete_runs(full_report):
@@ -111,11 +112,12 @@ def test_chosen_parts_train_what_the_sections_compare_against():
 
 
 def test_observations_name_the_winner_and_the_margin():
-    assert compare("PCA", 13.9, "AE", 15.8).startswith("PCA wins: SSE/image 13.9 against 15.8 for AE")
-    assert "14% more than" in compare("PCA", 13.9, "AE", 15.8)
-    assert compare("A", 10.0, "B", 2.0).startswith("B wins") and "5.0 times larger" in compare("A", 10.0, "B", 2.0)
-    assert "level" in compare("A", 1.0, "B", 1.005)
-    assert (trend([3, 2, 1]), trend([1, 2, 3]), trend([1, 3, 2])) == ("falls", "rises", "does not move in one direction")
+    one = Spread.of
+    assert compare("PCA", one([13.9]), "AE", one([15.8])).startswith(
+        "In this run PCA has the lower SSE/image: 13.9 against 15.8 for AE (AE's error is 14 % larger)")
+    assert "A's error is 5.0 times B's" in compare("A", one([10.0]), "B", one([2.0]))
+    assert (trend([one([3]), one([2]), one([1])]), trend([one([1]), one([3]), one([2])])) == (
+        "falls in this run", "does not move in one direction in this run")
 
 
 def test_first_difference_ignores_where_and_how_long():
@@ -138,10 +140,10 @@ def test_document_renders_the_same_content_twice_and_escapes_html():
     assert "<td>0.1235</td>" in page and '<img src="runs/x.png"' in page
 
 
-def test_code_space_moves_are_split_by_their_distance_to_the_manifold():
-    from aerun.report import code_space_notes
+def test_moves_are_judged_against_real_digits_distance_to_the_training_set():
+    from aerun.report.sections import manifold_notes
 
-    notes = code_space_notes([0.1, 0.5, 500.0], [0.3, 0.5, 1.2e6], 106.0)
-    assert len(notes) == 2
-    assert notes[0].startswith("Code noise 0.1, 0.5 decodes to images 0.3–0.5 from the manifold")
-    assert notes[1].startswith("Code noise 500 takes the code far outside") and "1.2e+06" in notes[1]
+    notes = manifold_notes([0.1, 500.0], [[9.0, 1.2e6], [11.0, 1.1e6]], 10.0, "Code noise")
+    assert notes[0].startswith("Code noise 0.1: 10 ± 1.4 from the nearest training digit, within that range in 1 of 2")
+    assert notes[1].startswith("Code noise 500: 1.15e+06 ± 7.1e+04") and "farther from every training digit" in notes[1]
+    assert "as near to a training digit as 95 % of real test digits are" in manifold_notes([0.1], [[9.0]], 10.0, "x")[0]

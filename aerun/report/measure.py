@@ -1,0 +1,216 @@
+"""What the report measures from checkpoints: evaluations (each run once per noise), histories,
+figures, and the measurements only the report makes (inputs that are not digits, distances to the
+training digits, the unpooling decoders' side channel).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from omegaconf import DictConfig
+
+from aerun.document import Document
+from aerun.report.plan import Job, Setting
+from aerun.stats import Spread
+
+CLEAN = ("none", 0.0)
+
+
+@dataclass
+class Context:
+    cfg: DictConfig
+    root: Path
+    device: str
+    settings: dict[str, list[Setting]] = field(default_factory=dict)  # by sweep name
+    evaluations: dict[tuple[str, tuple[str, float]], dict[str, Any]] = field(default_factory=dict)  # (run, noise)
+
+    @property
+    def data_dir(self) -> str:
+        return str(self.cfg.paths.data_dir)
+
+    @property
+    def seeds(self) -> int:
+        return max(len(s.jobs) for settings in self.settings.values() for s in settings)
+
+    def rel(self, path: Path) -> str:
+        return os.path.relpath(path, self.root)
+
+    def evaluate(self, job: Job, noise: tuple[str, float] = CLEAN) -> dict[str, Any]:
+        """A job's evaluation (eval.json beside it), computed once per noise and report."""
+        from aerun.evaluate import evaluate
+
+        key = (str(job.run_dir), noise)
+        if key not in self.evaluations:
+            self.evaluations[key] = evaluate(job.run_dir, self.data_dir, self.device, noise, self.cfg.noise_seed)
+        return self.evaluations[key]
+
+    def results(self, setting: Setting, noise: tuple[str, float] = CLEAN) -> list[dict[str, Any]]:
+        """One evaluation per seed of a setting."""
+        return [self.evaluate(job, noise) for job in setting.jobs]
+
+    def sweep(self, name: str, noise: tuple[str, float] = CLEAN) -> list[list[dict[str, Any]]]:
+        """Every setting's evaluations; also writes the sweep's own eval.json/eval.md (with spreads)."""
+        from aerun.evaluate import eval_name, write_sweep
+
+        results = [self.results(s, noise) for s in self.settings[name]]
+        jobs = [job for s in self.settings[name] for job in s.jobs]
+        write_sweep(self.root / "runs" / name, [j.run_dir for j in jobs], [r for rs in results for r in rs],
+                    eval_name(noise))
+        return results
+
+
+def spread(results: Sequence[dict[str, Any]], *keys: str) -> Spread:
+    """One metric over the seeds of a setting: spread(results, "model", "sse_per_image")."""
+    values = []
+    for result in results:
+        for key in keys:
+            result = result[key]
+        values.append(result)
+    return Spread.of(values)
+
+
+def history(run: Path) -> dict[str, list[float]]:
+    from aerun.plot import read_csv
+    from aerun.train import EPOCH_LOG
+
+    return read_csv(run / EPOCH_LOG)
+
+
+def seconds_per_epoch(setting: Setting) -> float:
+    """Mean wall time of a trained epoch over every seed's run (NaN for a fitted model)."""
+    seconds = [s for run in setting.runs for e, s in zip(history(run).get("epoch", []), history(run).get("seconds", []))
+               if e > 0]
+    return sum(seconds) / len(seconds) if seconds else float("nan")
+
+
+def epoch_spread(setting: Setting, column: str, epoch: int, scale: float = 1.0) -> Spread:
+    """A history column at one epoch over the seeds (e.g. the test loss after epoch 1, as SSE with scale 784)."""
+    values = []
+    for run in setting.runs:
+        h = history(run)
+        values += [v * scale for e, v in zip(h.get("epoch", []), h.get(column, [])) if int(e) == epoch]
+    return Spread.of(values)
+
+
+def figures(ctx: Context, name: str, **kwargs: Any) -> Path:
+    """Plot a sweep's jobs of this report (comparisons at the sweep's root); return the sweep's folder."""
+    from aerun.plot import plot
+
+    path = ctx.root / "runs" / name
+    runs = [run for s in ctx.settings[name] for run in s.runs]
+    plot(path, ctx.data_dir, ctx.device, seed=ctx.cfg.noise_seed, each_job=False, runs=runs, **kwargs)
+    return path
+
+
+def add_figures(doc: Document, ctx: Context, folder: Path, figures: Sequence[tuple[str, str]]) -> None:
+    """(file name, caption) pairs of `folder`/figures/, each added where it was drawn."""
+    for name, caption in figures:
+        path = folder / "figures" / name
+        if path.exists():
+            doc.figure(ctx.rel(path), caption)
+
+
+@torch.no_grad()
+def ood_errors(ctx: Context, runs: Sequence[Path], kind: str, n: int = 1000) -> list[float]:
+    """Mean SSE/image of each run's model on n inputs of another kind (images it was not trained on)."""
+    from aerun.evaluate import reconstruct
+    from aerun.plot import load, ood_inputs
+
+    _, inputs = ood_inputs(kind, ctx.data_dir, ctx.device, ctx.cfg.noise_seed, n=n)
+    return [reconstruct(load(run, None, ctx.device).model, inputs)[0].mean().item() for run in runs]
+
+
+def split_of(ctx: Context, dataset: Any, split: str = "test"):
+    from aerun.data import load_split
+
+    return load_split(dataset, split, ctx.data_dir, ctx.device)
+
+
+@torch.no_grad()
+def noisy_input_errors(ctx: Context, dataset: Any, noise: tuple[str, float]) -> dict[str, float]:
+    """Doing nothing: the SSE of the noisy test inputs (the draw `aerun eval` scores), unclipped and clipped
+    to [0, 1], and the fraction of pixels the noise changed."""
+    from aerun.evaluate import noisy_test_inputs
+
+    test = split_of(ctx, dataset).images
+    noisy = noisy_test_inputs(test, noise, ctx.cfg.noise_seed)
+
+    def sse(x: torch.Tensor) -> float:
+        return (x - test).double().pow(2).flatten(1).sum(1).mean().item()
+
+    return {"sse": sse(noisy), "clipped_sse": sse(noisy.clamp(0, 1)),
+            "changed": (noisy != test).double().mean().item()}
+
+
+@torch.no_grad()
+def nearest_sse(images: torch.Tensor, reference: torch.Tensor, chunk: int = 256) -> torch.Tensor:
+    """For each image, the SSE to its nearest image in `reference` (float64 sums of float32 products)."""
+    ref = reference.flatten(1)
+    ref_sq = ref.pow(2).sum(1)
+    out = []
+    for x in images.flatten(1).split(chunk):
+        d = x.pow(2).sum(1, keepdim=True) + ref_sq[None] - 2 * x @ ref.T
+        out.append(d.min(1).values.clamp_min(0).double())
+    return torch.cat(out)
+
+
+@dataclass
+class ManifoldDistances:
+    """SSE to the nearest training digit: real test digits (the yardstick), pixel moves, code moves per seed."""
+
+    test_median: float
+    test_p95: float
+    digit: float
+    pixel: list[float]          # mean over samples, per pixel-noise level
+    code: list[list[float]]     # [seed][level], mean over samples
+
+
+@torch.no_grad()
+def manifold_distances(ctx: Context, setting: Setting, pixel_levels: Sequence[float],
+                       code_levels: Sequence[float], samples: int = 100, yardstick: int = 1000) -> ManifoldDistances:
+    """Is a moved digit still a digit? Its SSE to the nearest of the 60,000 training digits, against the same
+    distance for real test digits. Pixel moves are clipped to [0, 1], as drawn; noise is drawn on the CPU."""
+    from aerun.noise import generator
+    from aerun.plot import load
+
+    cfg = setting.cfg
+    train = split_of(ctx, cfg.dataset, "train").images
+    test = split_of(ctx, cfg.dataset).images
+    real = nearest_sse(test[:yardstick], train)
+    digit = test[int(cfg.dataset.showcase[2 % len(cfg.dataset.showcase)])]
+    gen = generator(ctx.cfg.noise_seed, "cpu")
+    pixel = []
+    for level in pixel_levels:
+        moved = (digit + level * torch.randn((samples, *digit.shape), generator=gen).to(digit.device)).clamp(0, 1)
+        pixel.append(nearest_sse(moved, train).mean().item())
+    code = []
+    for run in setting.runs:
+        model = load(run, None, ctx.device).model.eval()
+        z = model.encode(digit[None])
+        gen = generator(ctx.cfg.noise_seed, "cpu")
+        code.append([nearest_sse(model.decode(z + level * torch.randn((samples, z.shape[1]), generator=gen)
+                                              .to(z.device)), train).mean().item() for level in code_levels])
+    return ManifoldDistances(real.median().item(), real.quantile(0.95).item(),
+                             nearest_sse(digit[None], train).item(), pixel, code)
+
+
+@torch.no_grad()
+def pooling_side_channel(model: torch.nn.Module) -> dict[str, int] | None:
+    """What an unpooling decoder receives beside the code: the encoder's max-pooling indices per image.
+
+    Each index picks one of the pooling window's cells (4 for 2x2), so it carries log2(4) = 2 bits.
+    None for a model that does not unpool (the transposed-convolution decoder, the MLPs).
+    """
+    from aerun.models import ConvAutoencoder
+
+    if not isinstance(model, ConvAutoencoder) or model.upsample == "deconv":
+        return None
+    device = next(model.parameters()).device
+    _, pooled = model.encode_with_indices(torch.zeros((1, *model.in_shape), device=device))
+    side = model.pool.kernel_size if isinstance(model.pool.kernel_size, int) else model.pool.kernel_size[0]
+    indices = sum(indices.numel() for indices, _ in pooled)
+    return {"indices": indices, "bits": indices * (side * side - 1).bit_length(), "code": model.code_dim}

@@ -1,0 +1,192 @@
+"""The report's plan: which parts, which sweeps, which jobs, and whether a job's folder can be reused.
+
+Every part of the assignment is one or two sweeps of an experiment config
+(`conf/experiment/`); every point of a sweep is a setting, trained once per seed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from omegaconf import DictConfig, OmegaConf
+
+from aerun import checkpoint as ckpt
+from aerun.compose import compose_config, one_line, sweep_combinations
+from aerun.errors import UserError
+from aerun.validate import check_train
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """One experiment's sweep, trained under runs/<name>/<job>/; `extra` overrides go on every job."""
+
+    name: str
+    experiment: str
+    extra: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Part:
+    key: str
+    title: str
+    sweeps: tuple[Sweep, ...]
+    needs: tuple[str, ...] = ()  # parts whose runs this part's section compares against
+
+
+ASSIGNMENT = (
+    Part("pca_vs_ae", "1. PCA versus a deep autoencoder", (Sweep("pca_vs_ae", "pca_vs_ae"),)),
+    Part("standard", "2. The standard (undercomplete) autoencoder", (Sweep("standard", "standard"),)),
+    Part("sparse", "3. The sparse autoencoder", (Sweep("sparse", "sparse"),), needs=("standard",)),
+    Part("denoising", "4. The denoising autoencoder", (
+        Sweep("denoising_gaussian", "denoising"),
+        Sweep("denoising_salt_pepper", "denoising", ("noise=salt_pepper",)),
+    ), needs=("standard",)),
+    Part("manifold", "5. Manifold learning", (Sweep("manifold", "manifold"),)),
+    Part("conv", "6. The convolutional autoencoder", (Sweep("conv", "conv"),)),
+)
+BEYOND = Part("beyond", "Beyond the assignment", (
+    Sweep("deep_best", "deep_best"),
+    Sweep("standard_best", "standard_best"),
+), needs=("pca_vs_ae", "standard"))
+PARTS = {p.key: p for p in (*ASSIGNMENT, BEYOND)}
+
+
+def chosen_parts(keys: Sequence[str], beyond: bool) -> tuple[list[Part], list[Part]]:
+    """(the parts to write up, the parts to train): the chosen ones, and those they compare against."""
+    unknown = [k for k in keys if k not in PARTS]
+    if unknown:
+        raise UserError(f"parts has {unknown[0]!r}; allowed: {', '.join(PARTS)}")
+    written = [PARTS[k] for k in PARTS if k in keys]
+    needed = {k for p in written for k in (p.key, *p.needs)}
+    trained = [p for p in PARTS.values() if p.key in needed and (p is not BEYOND or beyond)]
+    return written, trained
+
+
+@dataclass
+class Job:
+    """One training run: a setting of a sweep with one seed."""
+
+    sweep: Sweep
+    labels: list[str]  # the sweep's own overrides, e.g. ["model.hidden=64"]
+    cfg: DictConfig
+    run_dir: Path
+
+    @property
+    def seed(self) -> int:
+        return int(self.cfg.seed)
+
+    @property
+    def label(self) -> str:
+        return " ".join(self.labels) or self.cfg.model.name
+
+    @property
+    def overrides(self) -> list[str]:
+        """What `.hydra/overrides.yaml` records: the sweep's overrides, and the seed where it is not 0."""
+        return [*self.labels, *([f"seed={self.seed}"] if self.seed else [])]
+
+
+@dataclass
+class Setting:
+    """One point of a sweep, with its jobs: one per seed, the first seed first."""
+
+    jobs: list[Job]
+
+    @property
+    def first(self) -> Job:
+        return self.jobs[0]
+
+    @property
+    def cfg(self) -> DictConfig:
+        return self.first.cfg
+
+    @property
+    def label(self) -> str:
+        return self.first.label
+
+    @property
+    def runs(self) -> list[Path]:
+        return [job.run_dir for job in self.jobs]
+
+
+def report_seeds(seeds: Any, extra: Sequence[str]) -> list[int] | None:
+    """The seeds every job trains with: 0..seeds-1; None for one seed (the config's own, 0 by default)."""
+    if not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 1:
+        raise UserError(f"seeds={seeds!r} is not allowed; it must be a positive integer (seeds 0..seeds-1 per job)")
+    if seeds == 1:
+        return None
+    if any(o.split("=", 1)[0].lstrip("+~") == "seed" for o in extra):
+        raise UserError("train_overrides sets seed, and seeds=N trains every job with seeds 0..N-1; drop one of the two")
+    return list(range(seeds))
+
+
+def job_dir(sweep_dir: Path, index: int, seed: int, first_seed: int) -> Path:
+    """runs/<sweep>/<index>/ for the first seed (as one-seed reports always had it), <index>-seed<s>/ else."""
+    return sweep_dir / (str(index) if seed == first_seed else f"{index}-seed{seed}")
+
+
+def plan_sweep(sweep: Sweep, extra: Sequence[str], runs_dir: Path, seeds: list[int] | None = None) -> list[Setting]:
+    """Every setting of a sweep, composed as `aerun -m experiment=...` composes it, checked, once per seed."""
+    base = [f"experiment={sweep.experiment}", *sweep.extra]
+    try:
+        params = compose_config("train", base, return_hydra_config=True).hydra.sweeper.params or {}
+        combos = list(sweep_combinations([f"{k}={v}" for k, v in params.items()], multirun=True))
+        per_seed = [f"seed={s}" for s in seeds] if seeds else [None]
+        configs = [[compose_config("train", [*base, *combo, *extra, *([s] if s else [])]) for s in per_seed]
+                   for combo in combos]
+    except UserError:
+        raise
+    except Exception as exc:
+        raise UserError(f"report: cannot compose experiment={sweep.experiment} with "
+                        f"train_overrides={list(extra)}: {one_line(exc)}") from None
+    settings = []
+    for i, (combo, cfgs) in enumerate(zip(combos, configs)):
+        jobs = []
+        for cfg in cfgs:
+            check_train(cfg)
+            jobs.append(Job(sweep, combo, cfg, job_dir(runs_dir / sweep.name, i, int(cfg.seed), int(cfgs[0].seed))))
+        settings.append(Setting(jobs))
+    return settings
+
+
+# Keys a job may change between report runs without being retrained: where data lives, where it runs,
+# and how long it trains (more epochs resume the run).
+REUSABLE_CHANGES = ("paths", "device", "epochs")
+# Keys newer than some checkpoints, with the value that means "as before the key existed".
+NEW_KEY_DEFAULTS = {"augment_shift": 0}
+
+
+def first_difference(stored: Any, wanted: Any, prefix: str = "") -> str | None:
+    if isinstance(stored, dict) and isinstance(wanted, dict):
+        for key in sorted(set(stored) | set(wanted)):
+            if not prefix and key in REUSABLE_CHANGES:
+                continue
+            if not prefix and key not in stored and wanted.get(key) == NEW_KEY_DEFAULTS.get(key, ...):
+                continue
+            if key not in stored or key not in wanted:
+                return prefix + key
+            found = first_difference(stored[key], wanted[key], f"{prefix}{key}.")
+            if found:
+                return found
+        return None
+    return None if stored == wanted else prefix.rstrip(".")
+
+
+def trained_epochs(job: Job) -> int | None:
+    """The epochs a job's checkpoint holds (None: no checkpoint); a checkpoint of another config is refused."""
+    path = job.run_dir / ckpt.CHECKPOINT
+    if not path.exists():
+        return None
+    state = ckpt.load(path)
+    wanted = OmegaConf.to_container(job.cfg, resolve=True)
+    key = first_difference(state["config"], wanted)
+    if key is not None:
+        raise UserError(f"{job.run_dir} holds a run whose {key} differs from this report's; "
+                        f"delete that folder to retrain it, or write the report elsewhere with dir=...")
+    return int(state["epoch"])
+
+
+def is_complete(job: Job, epochs: int | None) -> bool:
+    """A fitted model (PCA) once it exists; a trained one once it holds the job's epochs."""
+    return epochs is not None and (job.cfg.model.builder == "pca" or epochs >= job.cfg.epochs)

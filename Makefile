@@ -4,13 +4,15 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup data demo test bench clean
+.PHONY: setup data demo test bench clean slurm-up slurm-down
 
 setup: $(STAMP)
 
+# --no-compile: Python compiles what it imports on first use; compiling all of torch's files up front
+# costs about 30 s of make's set-up here (79 s against 109 s, measured).
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-compile -e '.[dev]'
 	touch $(STAMP)
 
 data: setup
@@ -28,6 +30,14 @@ test: data
 # One epoch of the original DataLoader pipeline against aerun's, and the FLOP bound -> outputs/bench/<time>/bench.json
 bench: data
 	$(BIN)/aerun bench
+
+# A local one-node Slurm cluster (root; installs slurm, munge and MariaDB when missing), for
+# `aerun -m hydra/launcher=slurm` and `aerun report hydra/launcher=slurm` on this machine. CI starts it.
+slurm-up:
+	bash scripts/slurm-local.sh up
+
+slurm-down:
+	bash scripts/slurm-local.sh down
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

@@ -31,6 +31,7 @@ from omegaconf.errors import OmegaConfBaseException
 from aerun.compose import CONF_DIR, compose_config, group_options, one_line, sweep_combinations
 from aerun.errors import UserError
 EXIT_USER_ERROR = 2
+EXIT_FAILED = 1  # the environment failed (a cluster job, a disk), not the user's input
 EXIT_INTERRUPTED = 130
 MAX_PREFLIGHT_JOBS = 256
 log = logging.getLogger("aerun")
@@ -88,7 +89,7 @@ def resume_command(cfg: DictConfig) -> dict:
 
     run_dir = _required_run(cfg, "resume", "train")
     config = OmegaConf.create(ckpt.load(run_dir / ckpt.CHECKPOINT)["config"])
-    for key in ("epochs", "device"):
+    for key in ("epochs", "device", "logger"):
         if cfg[key] is not None:
             config[key] = cfg[key]
     config.paths.data_dir = cfg.paths.data_dir
@@ -154,12 +155,19 @@ def bench_command(cfg: DictConfig) -> dict:
 
 def report_command(cfg: DictConfig) -> Path:
     from aerun.report import report
+    from aerun.report.jobs import JobsIncomplete
     from aerun.validate import device
 
     device(cfg.device)
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
         page = report(cfg)
+    except JobsIncomplete as failed:
+        for line in failed.lines:
+            print(f"aerun: error: {line}", file=sys.stderr)
+        print("aerun: error: the finished epochs are kept; run the same `aerun report` again to resume the "
+              "jobs that did not finish", file=sys.stderr)
+        sys.exit(EXIT_FAILED)
     except KeyboardInterrupt:
         print(f"\naerun: report interrupted; finished epochs are kept under {cfg.dir}/runs; "
               "run the same `aerun report` again to continue where it stopped", file=sys.stderr)
@@ -228,6 +236,20 @@ def preflight(config_name: str, args: list[str]) -> None:
             validate.check_noise(cfg)
 
 
+def register_launchers() -> None:
+    """Make aerun's watched launchers known to Hydra.
+
+    Hydra finds plugins by scanning the hydra_plugins package's folders, which an editable
+    install (`pip install -e .`, as the Makefile does) does not expose; registering them is
+    the public way to be found either way.
+    """
+    from hydra.core.plugins import Plugins
+    from hydra_plugins.aerun_launcher.watched import WatchedLocalLauncher, WatchedSlurmLauncher
+
+    for launcher in (WatchedLocalLauncher, WatchedSlurmLauncher):
+        Plugins.instance().register(launcher)
+
+
 def main() -> None:
     args = sys.argv[1:]
     command = args.pop(0) if args and args[0] in TYPED else "train"
@@ -237,6 +259,7 @@ def main() -> None:
         preflight(command, args)
     except UserError as exc:
         fail(str(exc))
+    register_launchers()
     sys.argv = [sys.argv[0], *args]  # Hydra reads its overrides from sys.argv
     task = user_errors_as_one_line(COMMANDS[command])
     try:

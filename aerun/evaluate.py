@@ -135,8 +135,14 @@ def code_probe(model: nn.Module, dataset: Mapping[str, Any], data_dir: Path | st
     """Test accuracy of the linear probe on a model's codes (see aerun.probe)."""
     train = load_split(dataset, "train", data_dir, device)
     test = load_split(dataset, "test", data_dir, device)
-    return probe_accuracy(reconstruct(model, train.images)[1], train.labels,
-                          reconstruct(model, test.images)[1], test.labels)
+    return probe_accuracy(encode(model, train.images), train.labels, encode(model, test.images), test.labels)
+
+
+@torch.no_grad()
+def encode(model: nn.Module, images: torch.Tensor, batch_size: int = EVAL_BATCH) -> torch.Tensor:
+    """The codes of `images` (N, code_dim), without decoding them."""
+    model.eval()
+    return torch.cat([model.encode(x).flatten(1) for x in images.split(batch_size)])
 
 
 def cached_probe(what: str, dataset: Mapping[str, Any], data_dir: Path | str, device: torch.device | str,
@@ -151,13 +157,16 @@ def cached_probe(what: str, dataset: Mapping[str, Any], data_dir: Path | str, de
 class Pixels(nn.Module):
     """The identity 'autoencoder': raw pixels as the code, the reference line of every probe table."""
 
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1)
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return x, x.flatten(1)
+        return x, self.encode(x)
 
 
-# Keys that do not change what a run is: where it ran and where its data lives. `seed` is what
-# repeats of one setting differ in.
-NOT_A_SETTING = ("paths", "device")
+# Keys that do not change what a run is: where it ran, where its data lives, what it logged besides
+# its CSVs. `seed` is what repeats of one setting differ in.
+NOT_A_SETTING = ("paths", "device", "logger")
 
 
 def setting_digest(config: Mapping[str, Any]) -> str:

@@ -10,9 +10,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-L2 = 1e-4        # weight decay on the probe's weights, per training image
-# L-BFGS iterations. On raw MNIST pixels 50 reach 92.4 % test accuracy, 100 reach 92.6 %, 200 no more;
-# on PCA-30 codes 50 and 200 agree to 0.02 points. 50 keeps a probe of a 1156-d code to a few seconds.
+L2 = 1e-3        # weight decay on the probe's weights (mean cross-entropy + L2/2 |W|^2); the bias is not decayed
+# L-BFGS iterations. Measured on MNIST (probe_accuracy at 15 / 25 / 50 / 100 iterations): raw pixels 92.35 /
+# 92.41 / 92.72 / 92.68 %, ReLU random features of 1156 dims 95.49 / 96.14 / 96.33 / 96.26 %. 50 are converged
+# to a tenth of a point, so a difference between two codes is not the optimiser's; a 1156-d probe takes ~6 s.
 MAX_ITER = 50
 CHUNK = 4096     # rows per pass: each chunk's logits and gradient are computed while it is in cache
 

@@ -271,10 +271,16 @@ def train(cfg: DictConfig, run_dir: Path, *, resume: bool = False) -> dict[str, 
         optimizer.load_state_dict(state["optimizer"])
         step = state["step"]
         log.info("resuming from epoch %d (step %d)", done, step)
+    events = None
+    if cfg.get("logger", "csv") == "tensorboard":
+        from aerun.tensorboard import EventLog
+
+        events = EventLog(run_dir, test_set.images[[int(i) for i in cfg.dataset.showcase]])
     for epoch in range(done + 1, cfg.epochs + 1):
         start = time.perf_counter()
+        lr = learning_rate(cfg.optimizer.lr, cfg.lr_schedule, epoch, cfg.epochs)
         for group in optimizer.param_groups:
-            group["lr"] = learning_rate(cfg.optimizer.lr, cfg.lr_schedule, epoch, cfg.epochs)
+            group["lr"] = lr
         record = train_epoch(
             model, optimizer, train_set.images,
             batch_size=cfg.batch_size, generator=epoch_generator(cfg.seed, epoch, device),
@@ -290,8 +296,12 @@ def train(cfg: DictConfig, run_dir: Path, *, resume: bool = False) -> dict[str, 
         seconds = time.perf_counter() - start
         test_loss = mean_mse(model, test_set.images)
         history.append(epoch, step, record, test_loss, seconds)
+        if events:
+            events.epoch(epoch, step, record, test_loss, lr, model)
         step += len(record)
         ckpt.save(ckpt.make(**describe, epoch=epoch, step=step, optimizer=optimizer), path)
         log.info("epoch %d/%d  train MSE %.5f  test MSE %.5f  %.1f s",
                  epoch, cfg.epochs, record[:, 0].mean().item(), test_loss, seconds)
+    if events:
+        events.close()
     return {"run_dir": str(run_dir), "epochs": cfg.epochs, "test_loss": test_loss}

@@ -66,6 +66,9 @@ def check_train(cfg: DictConfig) -> None:
     shift = cfg.get("augment_shift", 0)
     if not _is_int(shift) or not 0 <= shift <= MAX_SHIFT:
         raise UserError(f"augment_shift={shift!r} is not allowed; it must be an integer from 0 to {MAX_SHIFT} (pixels)")
+    from aerun import tensorboard
+
+    tensorboard.check(cfg.get("logger", "csv"))
     if cfg.lr_schedule not in ("constant", "cosine"):
         raise UserError(f"lr_schedule={cfg.lr_schedule!r} is not allowed; allowed: constant, cosine")
     for key in ("hidden", "code", "k"):

@@ -40,6 +40,7 @@ BAD_TRAIN = [
     (["model=conv_unpool", "model.upsample=bilinear"], "allowed: unpool, deconv, unpool_deconv"),
     (["experiment=nope"], "experiment=nope is not a choice; allowed: conv, deep_best, denoising, manifold, pca_vs_ae"),
     (["lr_schedule=step"], "allowed: constant, cosine"),
+    (["logger=wandb"], "logger='wandb' is not a logger; allowed: csv, tensorboard"),
     (["augment_shift=9"], "augment_shift=9 is not allowed; it must be an integer from 0 to 4"),
     (["-m", "hydra/launcher=nope"], "hydra/launcher=nope is not a choice; allowed: basic, joblib, slurm, submitit_local"),
     (["epochs=0"], "epochs=0 is not allowed; it must be a positive integer"),

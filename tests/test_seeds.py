@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-from pathlib import Path
 
 import pytest
 import torch
@@ -12,7 +11,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from aerun.errors import UserError
-from aerun.evaluate import evaluate, pca_name, sweep_markdown
+from aerun.evaluate import evaluate, pca_name
 from aerun.models import ConvAutoencoder
 from aerun.probe import probe_accuracy
 from aerun.report.claims import compare, error_ratio, is_better, trend

@@ -65,7 +65,7 @@ def report(cfg: DictConfig) -> Path:
     for part in {p.key: p for p in (*written, *trained)}.values():
         for sweep in part.sweeps:
             ctx.settings[sweep.name] = plan_sweep(sweep, extra, root / "runs", seeds)
-    train_all(ctx.settings, trained, ctx.device)
+    train_all(ctx.settings, trained, ctx.device, root, str(cfg.device))
     trained_at = time.perf_counter()
 
     dataset = next(iter(ctx.settings.values()))[0].cfg.dataset.name

@@ -1,13 +1,36 @@
-"""The report's training loop over its jobs: each trained, resumed or reused, in this process."""
+"""The report's training over its jobs: in this process (the default), or through a Hydra launcher.
+
+With `hydra/launcher=NAME` (joblib, submitit_local, submitit_slurm, aerun's slurm), every
+incomplete job is one launcher job: the launcher composes the report's config with
+`+report_job=<run dir>`, and `train_job` trains the run whose config the report wrote into
+that directory. Reuse and resume are the same either way, since both go through the run
+directory's checkpoint.
+"""
 
 from __future__ import annotations
 
+import logging
+import time
+import traceback
+from pathlib import Path
 from typing import Sequence
 
 import yaml
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from aerun.report.plan import Job, Part, Setting, is_complete, trained_epochs
+
+JOB_CONFIG = Path(".hydra") / "config.yaml"
+IN_PROCESS = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
+log = logging.getLogger(__name__)
+
+
+class JobsIncomplete(Exception):
+    """Jobs a launcher ran that did not reach their epochs: `lines` says which and where to look."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("; ".join(lines))
+        self.lines = lines
 
 
 def write_job_files(job: Job) -> None:
@@ -15,10 +38,30 @@ def write_job_files(job: Job) -> None:
     hydra_dir = job.run_dir / ".hydra"
     hydra_dir.mkdir(parents=True, exist_ok=True)
     (hydra_dir / "overrides.yaml").write_text(yaml.safe_dump(job.overrides))
-    (hydra_dir / "config.yaml").write_text(OmegaConf.to_yaml(job.cfg))
+    (hydra_dir / "config.yaml").write_text(OmegaConf.to_yaml(job.cfg, resolve=True))
 
 
-def train_all(settings: dict[str, list[Setting]], parts: Sequence[Part], device: str) -> None:
+def train_job(cfg: DictConfig) -> None:
+    """A launcher's task: train (or resume) the report job whose directory is `cfg.report_job`."""
+    from aerun import checkpoint as ckpt
+    from aerun.train import train
+
+    run_dir = Path(cfg.report_job)
+    job_cfg = OmegaConf.load(run_dir / JOB_CONFIG)
+    train(job_cfg, run_dir, resume=(run_dir / ckpt.CHECKPOINT).exists())
+
+
+def launcher_target() -> str:
+    """The `_target_` of the launcher the command line chose (in-process outside a Hydra app)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return IN_PROCESS
+    return str(HydraConfig.get().launcher.get("_target_", IN_PROCESS))
+
+
+def train_all(settings: dict[str, list[Setting]], parts: Sequence[Part], device: str, root: Path,
+              requested_device: str = "auto") -> None:
     """Train every job not yet complete, with progress as `part k/K · job i/N`.
 
     Reuse is per job: a report with more seeds than the last trains only the new seeds.
@@ -26,19 +69,65 @@ def train_all(settings: dict[str, list[Setting]], parts: Sequence[Part], device:
     from aerun.train import train
 
     total = sum(len(s.jobs) for p in parts for sweep in p.sweeps for s in settings[sweep.name])
-    done = 0
+    in_process = launcher_target() == IN_PROCESS
+    done, pending = 0, []
     for k, part in enumerate(parts, 1):
         for sweep in part.sweeps:
             for job in (job for setting in settings[sweep.name] for job in setting.jobs):
                 done += 1
                 have = trained_epochs(job)
                 complete = is_complete(job, have)
+                verb = "fitting" if job.cfg.model.builder == "pca" else f"training {job.cfg.epochs} epochs"
                 state = "reused (complete)" if complete else (
-                    f"resuming at epoch {have}" if have else f"training {job.cfg.epochs} epochs")
+                    f"resuming at epoch {have}" if have else verb)
                 print(f"[report] part {k}/{len(parts)} {part.key} · job {done}/{total} · "
-                      f"{sweep.name} {job.label} seed {job.seed}: {state}", flush=True)
+                      f"{sweep.name} {job.label} seed {job.seed}: {state}"
+                      + ("" if complete or in_process else " (through the launcher)"), flush=True)
                 if complete:
                     continue
-                write_job_files(job)
-                job.cfg.device = device
-                train(job.cfg, job.run_dir, resume=have is not None)
+                if in_process:
+                    job.cfg.device = device
+                    write_job_files(job)
+                    train(job.cfg, job.run_dir, resume=have is not None)
+                else:
+                    job.cfg.device = requested_device  # `auto` is resolved where the job runs
+                    with open_dict(job.cfg):
+                        job.cfg.paths.data_dir = str(Path(job.cfg.paths.data_dir).resolve())
+                    write_job_files(job)
+                    pending.append(job)
+    if pending:
+        launch(pending, root)
+
+
+def launch(jobs: Sequence[Job], root: Path) -> None:
+    """Run jobs through the command line's Hydra launcher; raise JobsIncomplete for those that did not finish."""
+    from hydra._internal.callbacks import Callbacks
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.core.plugins import Plugins
+    from hydra.types import HydraContext, RunMode
+
+    hydra_cfg = HydraConfig.get()
+    where = (root / "launcher" / time.strftime("%Y-%m-%d_%H-%M-%S")).resolve()
+    loader = GlobalHydra.instance().config_loader()
+    overrides = [*hydra_cfg.overrides.task, *hydra_cfg.overrides.hydra, f"hydra.sweep.dir={where}"]
+    config = loader.load_configuration(config_name=hydra_cfg.job.config_name, overrides=overrides,
+                                       run_mode=RunMode.MULTIRUN)
+    launcher = Plugins.instance().instantiate_launcher(
+        hydra_context=HydraContext(config_loader=loader, callbacks=Callbacks(config)),
+        task_function=train_job, config=config)
+    if hasattr(launcher, "exit_on_failure"):
+        launcher.exit_on_failure = False  # the report says itself which jobs to resume
+    name = hydra_cfg.runtime.choices.get("hydra/launcher", "launcher")
+    print(f"[report] {len(jobs)} jobs to {name}; its files: {where}", flush=True)
+    lines: list[str] = []
+    try:
+        launcher.launch([[f"+report_job='{job.run_dir.resolve()}'"] for job in jobs], initial_job_idx=0)
+    except Exception as exc:  # the launcher's own account of what failed, kept beside the checkpoints' verdict
+        lines = list(getattr(exc, "lines", [])) or [f"the launcher stopped: {str(exc).strip().splitlines()[0]}"]
+        where.mkdir(parents=True, exist_ok=True)
+        (where / "launcher-error.log").write_text(traceback.format_exc())
+    incomplete = [job for job in jobs if not is_complete(job, trained_epochs(job))]
+    if incomplete:
+        lines += [f"{job.run_dir} is not complete ({job.sweep.name} {job.label} seed {job.seed})" for job in incomplete]
+        raise JobsIncomplete(lines + [f"launcher files and logs: {where}"])

@@ -151,10 +151,10 @@ def plan_sweep(sweep: Sweep, extra: Sequence[str], runs_dir: Path, seeds: list[i
 
 
 # Keys a job may change between report runs without being retrained: where data lives, where it runs,
-# and how long it trains (more epochs resume the run).
-REUSABLE_CHANGES = ("paths", "device", "epochs")
+# what it logs besides its CSVs, and how long it trains (more epochs resume the run).
+REUSABLE_CHANGES = ("paths", "device", "epochs", "logger")
 # Keys newer than some checkpoints, with the value that means "as before the key existed".
-NEW_KEY_DEFAULTS = {"augment_shift": 0}
+NEW_KEY_DEFAULTS = {"augment_shift": 0, "logger": "csv"}
 
 
 def first_difference(stored: Any, wanted: Any, prefix: str = "") -> str | None:

@@ -47,7 +47,19 @@ def resolve_device(name: str) -> torch.device:
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cpu":
         keep_freed_memory()
+        use_allocated_cpus()
     return torch.device(name)
+
+
+def use_allocated_cpus() -> None:
+    """In a Slurm job, compute with the CPUs the job was given, not every core of the node.
+
+    Without task binding a job sees all the node's cores, and torch starts a thread on each:
+    two 1-CPU jobs on a 2-core node would then run four threads on two cores.
+    """
+    cpus = os.environ.get("SLURM_CPUS_PER_TASK")
+    if cpus and cpus.isdigit() and int(cpus) > 0:
+        torch.set_num_threads(int(cpus))
 
 
 def keep_freed_memory() -> None:

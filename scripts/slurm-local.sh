@@ -97,6 +97,7 @@ up() {
         return
     fi
     install_packages
+    [ "$(id -u)" -eq 0 ] || die "a local cluster needs root (it writes /etc/slurm, starts munge, MariaDB and the Slurm daemons); run it with sudo"
     mkdir -p "$STATE"/{log,state,spool}
     : >"$STATE/started"
     local host cpus mem

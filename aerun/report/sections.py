@@ -307,7 +307,10 @@ def part_manifold(doc: Document, ctx: Context) -> None:
         *[["code-space move, decoded", s, v.text(3)] for s, v in zip(code_levels, code)],
     ])
     doc.items([*manifold_notes(pixel_levels, [d.pixel], d.test_p95, "Pixel noise"),
-               *manifold_notes(code_levels, d.code, d.test_p95, "Code noise")])
+               *manifold_notes(code_levels, d.code, d.test_p95, "Code noise"),
+               probe_note("the AE's 8-d code", probe(results), f"{pca_name(results[0]['pca']['k'])}'s",
+                          probe(results, "pca"), spread(results, "pixels_probe_accuracy"),
+                          "Which 8 numbers carry the digit's identity?")])
     add_figures(doc, ctx, setting.first.run_dir, [
         ("manifold_pixel.png", "A digit moved in random directions of pixel space"),
         ("manifold_code.png", "Noise added to the 8-d code, then decoded"),
@@ -344,6 +347,10 @@ def part_conv(doc: Document, ctx: Context) -> None:
              + ", ".join(f"{n} {e.text()}" for n, e, _ in ranked) + "."]
     notes += [compare(ranked[0][0], ranked[0][1], other[0], other[1]) for other in ranked[1:]]
     notes.append("After one epoch: " + compare(early[0][0], early[0][2], early[-1][0], early[-1][2], "test SSE"))
+    by_probe = sorted(((s.cfg.model.name, probe(r)) for s, r in zip(settings, results)), key=lambda t: -t[1].mean)
+    notes.append(probe_note(f"{by_probe[0][0]}'s code", by_probe[0][1], f"{by_probe[-1][0]}'s", by_probe[-1][1],
+                            spread(results[0], "pixels_probe_accuracy"),
+                            "Which training leaves the encoder's code most telling of the digit?"))
     unpooling = [n for n, extra in side.items() if extra]
     if unpooling:
         extra = next(e for e in side.values() if e)

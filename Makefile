@@ -25,7 +25,7 @@ demo: data
 	@echo "Open outputs/report/index.html (or read outputs/report/report.md); the runs are in outputs/report/runs/."
 
 test: data
-	AERUN_TEST_MNIST=$(CURDIR)/data $(BIN)/python -m pytest -q
+	AERUN_TEST_MNIST=$(CURDIR)/data $(BIN)/python -m pytest -q --durations=10
 
 # One epoch of the original DataLoader pipeline against aerun's, and the FLOP bound -> outputs/bench/<time>/bench.json
 bench: data

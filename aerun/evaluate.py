@@ -220,7 +220,8 @@ def evaluate_run(
             result[key]["code"] = code_statistics(codes)
     if inputs is test.images:  # the probes read clean codes; a noisy evaluation is about reconstruction
         result["model"]["probe_accuracy"] = code_probe(model, dataset, data_dir, device)
-        result["pca"]["probe_accuracy"] = cached_probe(f"pca-{pca.code_dim}", dataset, data_dir, device, pca)
+        if pca.code_dim < pixels:  # the whole basis is the pixels rotated: nothing to compare, nothing to fit
+            result["pca"]["probe_accuracy"] = cached_probe(f"pca-{pca.code_dim}", dataset, data_dir, device, pca)
         result["pixels_probe_accuracy"] = cached_probe("pixels", dataset, data_dir, device, Pixels())
     return result
 

@@ -92,7 +92,7 @@ def part_pca_vs_ae(doc: Document, ctx: Context) -> None:
         f"On the {n} showcase digits the deep AE (seed {ae_setting.first.seed}) has the lower error on {wins} "
         f"and {name} on {n - wins}.",
         zero_note,
-        probe_note("the deep AE's code", probe(ae), f"{name}'s", probe(ae, "pca"),
+        probe_note("the deep AE's code", probe(ae), f"{name}'s code", probe(ae, "pca"),
                    spread(ae, "pixels_probe_accuracy"), "Which 30 numbers carry the digit's identity?"),
     ])
     doc.table(["test index", "label", f"deep AE SSE (seed {ae_setting.first.seed})", f"{name} SSE"],
@@ -308,7 +308,7 @@ def part_manifold(doc: Document, ctx: Context) -> None:
     ])
     doc.items([*manifold_notes(pixel_levels, [d.pixel], d.test_p95, "Pixel noise"),
                *manifold_notes(code_levels, d.code, d.test_p95, "Code noise"),
-               probe_note("the AE's 8-d code", probe(results), f"{pca_name(results[0]['pca']['k'])}'s",
+               probe_note("the AE's 8-d code", probe(results), f"{pca_name(results[0]['pca']['k'])}'s code",
                           probe(results, "pca"), spread(results, "pixels_probe_accuracy"),
                           "Which 8 numbers carry the digit's identity?")])
     add_figures(doc, ctx, setting.first.run_dir, [
@@ -348,7 +348,7 @@ def part_conv(doc: Document, ctx: Context) -> None:
     notes += [compare(ranked[0][0], ranked[0][1], other[0], other[1]) for other in ranked[1:]]
     notes.append("After one epoch: " + compare(early[0][0], early[0][2], early[-1][0], early[-1][2], "test SSE"))
     by_probe = sorted(((s.cfg.model.name, probe(r)) for s, r in zip(settings, results)), key=lambda t: -t[1].mean)
-    notes.append(probe_note(f"{by_probe[0][0]}'s code", by_probe[0][1], f"{by_probe[-1][0]}'s", by_probe[-1][1],
+    notes.append(probe_note(f"{by_probe[0][0]}'s code", by_probe[0][1], f"{by_probe[-1][0]}'s code", by_probe[-1][1],
                             spread(results[0], "pixels_probe_accuracy"),
                             "Which training leaves the encoder's code most telling of the digit?"))
     unpooling = [n for n, extra in side.items() if extra]

@@ -38,10 +38,12 @@ class Spread:
 
     @property
     def sd(self) -> float | None:
+        """Sample standard deviation; a spread at rounding level (a deterministic fit redone) counts as 0."""
         if self.n < 2:
             return None
         m = self.mean
-        return math.sqrt(sum((v - m) ** 2 for v in self.values) / (self.n - 1))
+        sd = math.sqrt(sum((v - m) ** 2 for v in self.values) / (self.n - 1))
+        return 0.0 if sd <= 1e-9 * abs(m) else sd
 
     def as_dict(self) -> dict:
         return {"mean": self.mean, "sd": self.sd, "n": self.n, "values": list(self.values)}

@@ -40,6 +40,7 @@ def test_welch_needs_two_seeds_and_handles_a_deterministic_side():
     assert welch_p(Spread.of([1, 2, 3]), Spread.of([10, 11, 12])) == pytest.approx(3.85e-4, rel=1e-2)
     exact = Spread.of([13.87] * 3)
     assert exact.sd == 0 and exact.text() == "13.87"
+    assert Spread.of([13.87, 13.87 + 2e-15, 13.87 - 1e-15]).text() == "13.87"  # PCA refitted: rounding, not spread
     assert welch_p(exact, Spread.of([15.5, 15.8, 16.1])) < 0.05
     assert welch_p(exact, exact) == 1.0
 

@@ -268,7 +268,10 @@ def seed_groups(labels: list[str], results: list[dict[str, Any]]) -> list[tuple[
     groups: dict[str, tuple[str, list[dict[str, Any]]]] = {}
     for label, result in zip(labels, results):
         key = result.get("setting") or result["run_dir"]
-        groups.setdefault(key, (without_seed(label) or result["model"]["name"], []))[1].append(result)
+        name = without_seed(label)
+        if name in ("", Path(result["run_dir"]).name):  # no override tells it apart: its model's name
+            name = result["model"]["name"]
+        groups.setdefault(key, (name, []))[1].append(result)
     return [(label, sorted(members, key=lambda r: r.get("seed") or 0)) for label, members in groups.values()]
 
 

@@ -320,8 +320,9 @@ def run_markdown(result: Mapping[str, Any]) -> str:
         f"mean L1 norm per image {model['code']['mean_l1']:.4g}.",
         "",
         *([f"Linear probe (logistic regression on the training split's codes), test accuracy: "
-           f"{model['name']} {model['probe_accuracy']:.2%}, {pca_label} {pca['probe_accuracy']:.2%}, "
-           f"raw pixels {result['pixels_probe_accuracy']:.2%}.", ""] if "probe_accuracy" in model else []),
+           f"{model['name']} {model['probe_accuracy']:.2%}, "
+           + (f"{pca_label} {pca['probe_accuracy']:.2%}, " if "probe_accuracy" in pca else "")
+           + f"raw pixels {result['pixels_probe_accuracy']:.2%}.", ""] if "probe_accuracy" in model else []),
         *metrics_table([(model["name"], model["code_dim"], model), (pca_label, pca["k"], pca)]),
         "",
         "## Showcase images",

@@ -82,8 +82,10 @@ def history(run: Path) -> dict[str, list[float]]:
 
 def seconds_per_epoch(setting: Setting) -> float:
     """Mean wall time of a trained epoch over every seed's run (NaN for a fitted model)."""
-    seconds = [s for run in setting.runs for e, s in zip(history(run).get("epoch", []), history(run).get("seconds", []))
-               if e > 0]
+    seconds: list[float] = []
+    for run in setting.runs:
+        h = history(run)
+        seconds += [s for e, s in zip(h.get("epoch", []), h.get("seconds", [])) if e > 0]
     return sum(seconds) / len(seconds) if seconds else float("nan")
 
 

@@ -10,7 +10,7 @@ import hashlib
 import json
 import math
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 import torch
 import yaml
@@ -25,6 +25,7 @@ from aerun.probe import probe_accuracy
 from aerun.stats import Spread
 
 EVAL_BATCH = 4096
+T = TypeVar("T")
 
 
 # --------------------------------------------------------------------------- runs and sweeps
@@ -263,16 +264,26 @@ def without_seed(label: str) -> str:
     return " ".join(t for t in label.split() if not t.startswith("seed="))
 
 
+def group_by_setting(items: Sequence[T], setting: Callable[[T], str], seed: Callable[[T], int]) -> list[list[T]]:
+    """Items of runs that differ only in their seed, together, in order of first appearance, lowest seed first."""
+    groups: dict[str, list[T]] = {}
+    for item in items:
+        groups.setdefault(setting(item), []).append(item)
+    return [sorted(group, key=seed) for group in groups.values()]
+
+
 def seed_groups(labels: list[str], results: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
-    """Jobs that differ only in their seed, together, in order of first appearance, lowest seed first."""
-    groups: dict[str, tuple[str, list[dict[str, Any]]]] = {}
-    for label, result in zip(labels, results):
-        key = result.get("setting") or result["run_dir"]
+    """The jobs of a sweep by setting, each group labelled by its overrides without the seed."""
+    groups = group_by_setting(list(zip(labels, results)), lambda lr: lr[1].get("setting") or lr[1]["run_dir"],
+                              lambda lr: lr[1].get("seed") or 0)
+    named = []
+    for group in groups:
+        label, first = group[0]
         name = without_seed(label)
-        if name in ("", Path(result["run_dir"]).name):  # no override tells it apart: its model's name
-            name = result["model"]["name"]
-        groups.setdefault(key, (name, []))[1].append(result)
-    return [(label, sorted(members, key=lambda r: r.get("seed") or 0)) for label, members in groups.values()]
+        if name in ("", Path(first["run_dir"]).name):  # no override tells it apart: its model's name
+            name = first["model"]["name"]
+        named.append((name, [result for _, result in group]))
+    return named
 
 
 METRICS = ("sse_per_image", "mse", "psnr_db", "probe_accuracy")

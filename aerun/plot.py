@@ -21,8 +21,8 @@ from torch import nn
 from aerun import checkpoint as ckpt
 from aerun.data import load_split
 from aerun.errors import UserError
-from aerun.evaluate import (find_runs, fitted_pca, is_sweep, job_labels, noisy_test_inputs, reconstruct,
-                            setting_digest, without_seed)
+from aerun.evaluate import (find_runs, fitted_pca, group_by_setting, is_sweep, job_labels, noisy_test_inputs,
+                            reconstruct, setting_digest, without_seed)
 from aerun.models import PCA, ConvAutoencoder, MLPAutoencoder
 from aerun.noise import generator
 from aerun.train import EPOCH_LOG, ITER_LOG
@@ -353,11 +353,9 @@ def ood_figure(models: Sequence[Loaded], kind: str, data_dir, device: str, seed:
 
 
 def seed_groups(models: Sequence[Loaded]) -> list[list[Loaded]]:
-    """Runs that differ only in their seed, together, in order of first appearance, lowest seed first."""
-    groups: dict[str, list[Loaded]] = {}
-    for m in models:
-        groups.setdefault(setting_digest(m.checkpoint["config"]), []).append(m)
-    return [sorted(g, key=lambda m: m.checkpoint["config"].get("seed", 0)) for g in groups.values()]
+    """Runs that differ only in their seed, together, lowest seed first."""
+    return group_by_setting(models, lambda m: setting_digest(m.checkpoint["config"]),
+                            lambda m: m.checkpoint["config"].get("seed", 0))
 
 
 def plot(

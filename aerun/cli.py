@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -25,30 +26,29 @@ from typing import Callable
 import hydra
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from aerun import failures
 from aerun.compose import CONF_DIR, compose_config, group_options, one_line, sweep_combinations
 from aerun.errors import UserError
-EXIT_USER_ERROR = 2
-EXIT_FAILED = 1  # the environment failed (a cluster job, a disk), not the user's input
+from aerun.failures import EXIT_FAILED
+
 EXIT_INTERRUPTED = 130
 MAX_PREFLIGHT_JOBS = 256
 log = logging.getLogger("aerun")
 
 
-def fail(message: str) -> None:
-    print(f"aerun: error: {message}", file=sys.stderr)
-    sys.exit(EXIT_USER_ERROR)
+def failures_as_one_line(task: Callable[[DictConfig], object]) -> Callable[[DictConfig], object]:
+    """Inside Hydra's job, where the run's log file is open: any exception ends as one line, traceback to the log."""
 
-
-def user_errors_as_one_line(task: Callable[[DictConfig], object]) -> Callable[[DictConfig], object]:
     @functools.wraps(task)
     def wrapper(cfg: DictConfig) -> object:
         try:
             return task(cfg)
-        except UserError as exc:
-            fail(str(exc))
+        except Exception as exc:
+            failures.end(exc)
 
     return wrapper
 
@@ -219,21 +219,28 @@ def preflight(config_name: str, args: list[str]) -> None:
     if any(a.startswith("-") and a not in ("-m", "--multirun") for a in args):
         return  # Hydra's own flags (--help, --cfg job, ...) are Hydra's business
     overrides = [a for a in args if not a.startswith("-")]
+    multirun = len(overrides) < len(args)
     _refuse_existing_run(overrides)
-    for i, combo in enumerate(sweep_combinations(overrides, multirun=len(overrides) < len(args))):
+    for i, combo in enumerate(sweep_combinations(overrides, multirun=multirun)):
         if i == MAX_PREFLIGHT_JOBS:
             break
         GlobalHydra.instance().clear()
         try:
-            cfg = compose_config(config_name, combo)
+            cfg = compose_config(config_name, combo, return_hydra_config=True)
+            output = OmegaConf.select(cfg, "hydra.sweep.dir" if multirun else "hydra.run.dir")
         except Exception as exc:
             raise UserError(one_line(exc)) from None
         from aerun import validate
 
+        if config_name in ("train", "bench"):
+            validate.writable_folder("hydra.sweep.dir" if multirun else "hydra.run.dir", output)
         if config_name == "train":
             validate.check_train(cfg)
+            validate.data_folder(cfg)
         elif "noise" in cfg:
             validate.check_noise(cfg)
+        if config_name == "report":
+            validate.writable_folder("dir", cfg.dir)
 
 
 def register_launchers() -> None:
@@ -255,18 +262,27 @@ def main() -> None:
     command = args.pop(0) if args and args[0] in TYPED else "train"
     if command == "train" and any(a.startswith("resume=") for a in args):
         command = "resume"
+    # Hydra's own failures (creating the run folder, say) reach the handler below instead of
+    # being printed by Hydra as a stack trace.
+    os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         preflight(command, args)
-    except UserError as exc:
-        fail(str(exc))
-    register_launchers()
-    sys.argv = [sys.argv[0], *args]  # Hydra reads its overrides from sys.argv
-    task = user_errors_as_one_line(COMMANDS[command])
-    try:
+        register_launchers()
+        sys.argv = [sys.argv[0], *args]  # Hydra reads its overrides from sys.argv
+        task = failures_as_one_line(COMMANDS[command])
         hydra.main(config_path=str(CONF_DIR), config_name=command, version_base="1.3")(task)()
     except KeyboardInterrupt:  # training handles its own, with the command that resumes it
         print("\naerun: interrupted", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
+    except (HydraException, OmegaConfBaseException) as exc:  # a config Hydra rejects after the preflight
+        failures.end(UserError(one_line(exc)))
+    except OSError as exc:  # Hydra making the output folder, its .hydra/ files or its log, before the task
+        if exc.errno in failures.ENVIRONMENT_ERRNOS:
+            failures.end(exc)
+        failures.end(UserError(f"cannot write the output folder: {exc.strerror} ({exc.filename}); choose "
+                               "another hydra.run.dir (hydra.sweep.dir with -m)"))
+    except Exception as exc:
+        failures.end(exc)
 
 
 if __name__ == "__main__":

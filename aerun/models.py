@@ -203,6 +203,25 @@ def mlp(
 
 
 UPSAMPLERS = ("unpool", "deconv", "unpool_deconv")
+OUTPUT_BIASES = ("data_mean", "default")
+# The output bias that makes each output activation start at a pixel value p.
+START_AT = {"relu": lambda p: p, "none": lambda p: p, "sigmoid": lambda p: math.log(p / (1 - p)),
+            "tanh": math.atanh}
+
+
+def check_channels(channels: Sequence[int], in_shape: Sequence[int]) -> None:
+    """One positive width per level, and no more levels than 2x2 poolings fit into the image."""
+    levels = 0
+    side = min(in_shape[1:])
+    while side >= 2:
+        side //= 2
+        levels += 1
+    if not isinstance(channels, Sequence) or not 1 <= len(channels) <= levels:
+        raise UserError(f"model.channels={list(channels) if isinstance(channels, Sequence) else channels!r} is not "
+                        f"allowed; it takes 1 to {levels} widths, one per 2x2 pooling of a {in_shape[1]}-pixel image")
+    bad = [w for w in channels if not isinstance(w, int) or isinstance(w, bool) or w <= 0]
+    if bad:
+        raise UserError(f"model.channels has width {bad[0]!r}; channel widths are positive integers")
 
 
 class ConvAutoencoder(nn.Module):
@@ -218,6 +237,13 @@ class ConvAutoencoder(nn.Module):
 
     Unpooling uses the indices and input sizes recorded by this forward pass, so
     any batch size works, and the 7 -> 3 floor is undone exactly.
+
+    The output layer is one convolution with a single bias shared by every pixel. With
+    PyTorch's default initialisation that bias is as likely negative as positive, and the
+    layer's input is small, so under a ReLU output 4 of 10 seeds start with every output
+    pixel at 0, where no gradient flows and the network never trains. `output_bias="data_mean"`
+    (the presets' choice) starts the bias at the training images' mean pixel instead, set by
+    `start_from_data` before the first step; `"default"` keeps PyTorch's draw.
     """
 
     def __init__(
@@ -227,12 +253,18 @@ class ConvAutoencoder(nn.Module):
         activation_name: str = "relu",
         output_activation: str = "relu",
         in_shape: Sequence[int] = IMAGE_SHAPE,
+        output_bias: str = "data_mean",
     ) -> None:
         super().__init__()
         if upsample not in UPSAMPLERS:
             raise UserError(f"model.upsample={upsample!r} is not allowed; allowed: {', '.join(UPSAMPLERS)}")
+        if output_bias not in OUTPUT_BIASES:
+            raise UserError(f"model.output_bias={output_bias!r} is not allowed; allowed: {', '.join(OUTPUT_BIASES)}")
+        self.output_bias = output_bias
+        self.output_activation = output_activation
         self.in_shape = tuple(in_shape)
         self.upsample = upsample
+        check_channels(channels, self.in_shape)
         widths = [self.in_shape[0], *channels]
         self.encoder = nn.ModuleList(nn.Conv2d(a, b, 3, padding=1) for a, b in zip(widths[:-1], widths[1:]))
         self.pool = nn.MaxPool2d(2, return_indices=True)
@@ -254,6 +286,13 @@ class ConvAutoencoder(nn.Module):
         self.code_dim = channels[-1] * size * size
         # oneDNN's convolutions run about twice as fast on channels-last tensors (measured on CPU)
         self.to(memory_format=torch.channels_last)
+
+    @torch.no_grad()
+    def start_from_data(self, images: torch.Tensor) -> None:
+        """Before the first step: the output bias such that a zero input to the layer gives the mean pixel."""
+        if self.output_bias == "data_mean":
+            mean = min(max(images.mean().item(), 1e-3), 1 - 1e-3)
+            self.output.bias.fill_(START_AT[self.output_activation](mean))
 
     def _up_layer(self, n_in: int, n_out: int, odd: bool) -> nn.Module:
         if self.upsample == "unpool":
@@ -294,5 +333,6 @@ def conv(
     upsample: str = "unpool",
     activation: str = "relu",
     output_activation: str = "relu",
+    output_bias: str = "data_mean",
 ) -> ConvAutoencoder:
-    return ConvAutoencoder(channels, upsample, activation, output_activation)
+    return ConvAutoencoder(channels, upsample, activation, output_activation, output_bias=output_bias)

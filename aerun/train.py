@@ -25,8 +25,9 @@ from torch import nn
 from tqdm import tqdm
 
 from aerun import checkpoint as ckpt
+from aerun import failures, runlock
 from aerun.data import load_split
-from aerun.errors import UserError
+from aerun.errors import EnvironmentFailure, UserError
 from aerun.evaluate import sse_per_image
 from aerun.models import build, builder_args
 from aerun.noise import corrupt
@@ -218,6 +219,22 @@ class History:
                 writer.writeheader()
                 writer.writerows(kept)
 
+    def first_and_last_loss(self) -> tuple[float | None, float | None]:
+        """The first step's loss and the last epoch's mean training loss."""
+        with open(self.iter_path, newline="") as f:
+            first = next(csv.DictReader(f), None)
+        with open(self.epoch_path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        return (float(first["loss"]) if first else None), (float(rows[-1]["train_loss"]) if rows else None)
+
+    def sizes(self) -> dict[Path, int]:
+        return {path: path.stat().st_size for path in (self.iter_path, self.epoch_path)}
+
+    def truncate(self, sizes: dict[Path, int]) -> None:
+        """Back to the given sizes: cutting a file short needs no free space, so this works on a full disk."""
+        for path, size in sizes.items():
+            os.truncate(path, size)
+
     def append(self, epoch: int, first_step: int, record: torch.Tensor, test_loss: float, seconds: float) -> None:
         with open(self.iter_path, "a", newline="") as f:
             writer = csv.writer(f)
@@ -229,6 +246,38 @@ class History:
                                     f"{test_loss:.6g}", f"{seconds:.3f}"])
 
 
+def write_failure(exc: OSError, run_dir: Path, epoch: int) -> EnvironmentFailure:
+    """One line for an epoch that could not be written: what failed, what to do, what is kept."""
+    advice = failures.OS_ADVICE.get(exc.errno, "check that disk")
+    kept = (f"epochs 1-{epoch - 1} are kept; continue with: aerun train resume={run_dir}" if epoch > 1
+            else "no epoch was finished")
+    return EnvironmentFailure(f"could not write epoch {epoch} of {run_dir}: {exc.strerror or exc} "
+                              f"({exc.filename or 'checkpoint'}); {advice}; {kept}")
+
+
+# A run whose loss ends this far above its first step's has diverged.
+DIVERGED = 1.1
+
+
+def health_warning(cfg: DictConfig, model: nn.Module, test_images: torch.Tensor, history: "History") -> str | None:
+    """A warning for a run that finished but did not learn: its output ignores its input, or its loss grew."""
+    cause = f"the learning rate (optimizer.lr={cfg.optimizer.lr:g}) is likely too high"
+    if cfg.sparsity:
+        cause += f", or the sparsity penalty (sparsity={cfg.sparsity:g}) too strong"
+    if cfg.noise.name != "none":
+        cause += f", or the training noise (noise={cfg.noise.name}, level {cfg.noise.level:g}) too strong"
+    model.eval()
+    with torch.no_grad():
+        recon = model(test_images[:256])[0]
+    if torch.equal(recon.amax(0), recon.amin(0)):
+        return (f"the network's output no longer depends on its input (every image gives the same "
+                f"reconstruction: dead ReLU units); {cause}")
+    first, last = history.first_and_last_loss()
+    if first is not None and last is not None and last > DIVERGED * first:
+        return f"the training loss ended at {last:.4g}, above its first step's {first:.4g}; {cause}"
+    return None
+
+
 def train(cfg: DictConfig, run_dir: Path, *, resume: bool = False) -> dict[str, Any]:
     """Train (or fit) the model `cfg` describes; write history and checkpoint into `run_dir`.
 
@@ -237,6 +286,12 @@ def train(cfg: DictConfig, run_dir: Path, *, resume: bool = False) -> dict[str, 
     """
     check_train(cfg)
     run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with runlock.hold(run_dir):
+        return _train(cfg, run_dir, resume)
+
+
+def _train(cfg: DictConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
     path = run_dir / ckpt.CHECKPOINT
     state = ckpt.load(path) if resume else None
     if state is None and path.exists():
@@ -247,7 +302,6 @@ def train(cfg: DictConfig, run_dir: Path, *, resume: bool = False) -> dict[str, 
     if state:
         planned = state["config"].get("epochs", cfg.epochs)
         check_schedule_extension(run_dir, cfg.optimizer.lr, cfg.lr_schedule, planned, done, cfg.epochs)
-    run_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.device)
 
     torch.manual_seed(cfg.seed)
@@ -277,6 +331,8 @@ def train(cfg: DictConfig, run_dir: Path, *, resume: bool = False) -> dict[str, 
         log.info("fitted: train MSE %.5f, test MSE %.5f", record[0, 0].item(), test_loss)
         return {"run_dir": str(run_dir), "epochs": 0, "test_loss": test_loss}
 
+    if not state and hasattr(model, "start_from_data"):
+        model.start_from_data(train_set.images)  # e.g. the conv AEs' output bias (see ConvAutoencoder)
     optimizer = instantiate(cfg.optimizer)(params=model.parameters())
     step, test_loss = 0, float("nan")
     if state:
@@ -307,13 +363,21 @@ def train(cfg: DictConfig, run_dir: Path, *, resume: bool = False) -> dict[str, 
                             f"the last good checkpoint (epoch {epoch - 1}) is kept; try a smaller optimizer.lr")
         seconds = time.perf_counter() - start
         test_loss = mean_mse(model, test_set.images)
-        history.append(epoch, step, record, test_loss, seconds)
+        kept = history.sizes()
+        try:  # the epoch's rows and its checkpoint are written together, or neither is
+            history.append(epoch, step, record, test_loss, seconds)
+            ckpt.save(ckpt.make(**describe, epoch=epoch, step=step + len(record), optimizer=optimizer), path)
+        except OSError as exc:
+            history.truncate(kept)
+            raise write_failure(exc, run_dir, epoch) from exc
         if events:
             events.epoch(epoch, step, record, test_loss, lr, model)
         step += len(record)
-        ckpt.save(ckpt.make(**describe, epoch=epoch, step=step, optimizer=optimizer), path)
         log.info("epoch %d/%d  train MSE %.5f  test MSE %.5f  %.1f s",
                  epoch, cfg.epochs, record[:, 0].mean().item(), test_loss, seconds)
     if events:
         events.close()
-    return {"run_dir": str(run_dir), "epochs": cfg.epochs, "test_loss": test_loss}
+    warning = health_warning(cfg, model, test_set.images, history)
+    if warning:
+        log.warning("warning: %s", warning)
+    return {"run_dir": str(run_dir), "epochs": cfg.epochs, "test_loss": test_loss, "warning": warning}

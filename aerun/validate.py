@@ -5,7 +5,10 @@ Each failure is a UserError naming the key, the bad value and what is allowed.
 
 from __future__ import annotations
 
+import math
 import numbers
+import os
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -17,6 +20,7 @@ from aerun.models import build, builder_args
 
 DEVICES = ("auto", "cpu", "cuda")
 MAX_SHIFT = 4
+MAX_SEED = 2**32 - 1  # torch seeds each epoch's generator with seed * 100_003 + epoch, which must fit 64 bits
 
 
 def _is_int(value: Any) -> bool:
@@ -33,10 +37,10 @@ def positive_int(key: str, value: Any) -> None:
 
 
 def number(key: str, value: Any, *, minimum: float, inclusive: bool) -> None:
-    ok = _is_number(value) and (value >= minimum if inclusive else value > minimum)
+    ok = _is_number(value) and math.isfinite(value) and (value >= minimum if inclusive else value > minimum)
     if not ok:
         bound = f">= {minimum:g}" if inclusive else f"> {minimum:g}"
-        raise UserError(f"{key}={value!r} is not allowed; it must be a number {bound}")
+        raise UserError(f"{key}={value!r} is not allowed; it must be a finite number {bound}")
 
 
 def device(value: Any) -> None:
@@ -49,19 +53,64 @@ def device(value: Any) -> None:
 def check_noise(cfg: DictConfig) -> None:
     number("noise.level", cfg.noise.level, minimum=0, inclusive=True)
     noise.check(cfg.noise.name, cfg.noise.level)
-    if not _is_int(cfg.noise_seed) or cfg.noise_seed < 0:
-        raise UserError(f"noise_seed={cfg.noise_seed!r} is not allowed; it must be an integer >= 0")
+    seed("noise_seed", cfg.noise_seed)
+
+
+def seed(key: str, value: Any) -> None:
+    if not _is_int(value) or not 0 <= value <= MAX_SEED:
+        raise UserError(f"{key}={value!r} is not allowed; it must be an integer from 0 to {MAX_SEED}")
+
+
+def writable_folder(key: str, value: Any) -> None:
+    """A folder aerun will create or write into: not a file, below a writable folder, on a writable disk."""
+    path = Path(str(value)).expanduser()
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{key}={value} is a file, not a folder; choose another {key}")
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"{key}={value} cannot be made: {existing} is a file, not a folder; choose another {key}")
+    read_only = bool(os.statvfs(existing).f_flag & os.ST_RDONLY)
+    if read_only or not os.access(existing, os.W_OK | os.X_OK):
+        why = "is on a read-only file system" if read_only else "is not writable by this user"
+        raise UserError(f"{key}={value} cannot be written: {existing} {why}; choose another {key}")
+
+
+def data_folder(cfg: DictConfig) -> None:
+    """The data folder of a data set read from files: a folder, or one that can be made to fetch into."""
+    from aerun.data import IDX_DATASETS
+
+    if cfg.dataset.name not in IDX_DATASETS:
+        return
+    path = Path(str(cfg.paths.data_dir)).expanduser()
+    if path.is_dir():
+        return  # may be read-only (a shared copy); a missing file is named when it is read
+    writable_folder("paths.data_dir", cfg.paths.data_dir)
+
+
+def check_optimizer(cfg: DictConfig) -> None:
+    """Build the optimiser on one parameter, so an option torch rejects is named before any work."""
+    from hydra.utils import instantiate
+
+    try:
+        instantiate(cfg.optimizer)(params=[torch.zeros(1, requires_grad=True)])
+    except Exception as exc:
+        cause = exc.__cause__ or exc
+        text = " ".join(str(cause).split())
+        raise UserError(f"optimizer {cfg.optimizer.get('_target_', '?')} rejects these options "
+                        f"({text[:200]}); see `aerun --cfg job` for the optimizer's keys") from None
 
 
 def check_train(cfg: DictConfig) -> None:
     """Raise a UserError for the first bad value in a training config."""
     positive_int("epochs", cfg.epochs)
     positive_int("batch_size", cfg.batch_size)
-    if not _is_int(cfg.seed) or cfg.seed < 0:
-        raise UserError(f"seed={cfg.seed!r} is not allowed; it must be an integer >= 0")
+    seed("seed", cfg.seed)
     number("sparsity", cfg.sparsity, minimum=0, inclusive=True)
     device(cfg.device)
     number("optimizer.lr", cfg.optimizer.lr, minimum=0, inclusive=False)
+    check_optimizer(cfg)
     check_noise(cfg)
     shift = cfg.get("augment_shift", 0)
     if not _is_int(shift) or not 0 <= shift <= MAX_SHIFT:

@@ -46,7 +46,7 @@ BAD_TRAIN = [
     (["epochs=0"], "epochs=0 is not allowed; it must be a positive integer"),
     (["epochs=ten"], "epochs='ten'"),
     (["batch_size=-4"], "batch_size=-4"),
-    (["optimizer.lr=0"], "optimizer.lr=0 is not allowed; it must be a number > 0"),
+    (["optimizer.lr=0"], "optimizer.lr=0 is not allowed; it must be a finite number > 0"),
     (["sparsity=-1e-6"], "sparsity=-1e-06"),
     (["model=shallow", "model.hidden=0"], "model.hidden=0"),
     (["model.output_activation=softplus"], "allowed: relu, sigmoid, tanh, none"),

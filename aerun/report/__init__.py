@@ -19,6 +19,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from aerun import runlock
 from aerun.document import Document
 from aerun.errors import UserError
 from aerun.report.claims import compare, trend
@@ -58,6 +59,12 @@ def report(cfg: DictConfig) -> Path:
     if not isinstance(cfg.beyond, bool):
         raise UserError(f"beyond={cfg.beyond!r} is not allowed; it must be true or false")
     seeds = report_seeds(cfg.seeds, extra)
+    root.mkdir(parents=True, exist_ok=True)
+    with runlock.hold(root, "written by another `aerun report`"):
+        return _report(cfg, root, extra, seeds, start)
+
+
+def _report(cfg: DictConfig, root: Path, extra: list[str], seeds: int, start: float) -> Path:
     from aerun.train import resolve_device
 
     ctx = Context(cfg, root, str(resolve_device(cfg.device)))

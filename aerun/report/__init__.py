@@ -59,6 +59,7 @@ def report(cfg: DictConfig) -> Path:
     if not isinstance(cfg.beyond, bool):
         raise UserError(f"beyond={cfg.beyond!r} is not allowed; it must be true or false")
     seeds = report_seeds(cfg.seeds, extra)
+    chosen_parts(list(cfg.parts), cfg.beyond)  # checked before the folder is made
     root.mkdir(parents=True, exist_ok=True)
     with runlock.hold(root, "written by another `aerun report`"):
         return _report(cfg, root, extra, seeds, start)

@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup data demo test bench clean slurm-up slurm-down
+.PHONY: setup data demo test bench clean slurm-up slurm-down gpu-bundle gpu-check
 
 setup: $(STAMP)
 
@@ -39,6 +39,17 @@ test: data
 bench: data
 	$(BIN)/aerun bench
 
+# For a GPU machine without network: the pure-Python wheels aerun needs beyond PyTorch (installed
+# there with --no-deps) and MNIST gzipped, in .gpu-bundle/ (about 12 MB; ignored by git).
+gpu-bundle: data
+	bash scripts/gpu-bundle.sh
+
+# On a CUDA machine: the device tests, every preset's bench, the whole report and resume exactness,
+# as one table (and outputs/gpu-check/<time>/gpu-check.json). Without CUDA: one line, exit 0.
+# Depends on nothing here: on a GPU machine it installs from .gpu-bundle/ into .gpu-venv/.
+gpu-check:
+	bash scripts/gpu-check.sh
+
 # A local one-node Slurm cluster (root; installs slurm, munge and MariaDB when missing), for
 # `aerun -m hydra/launcher=slurm` and `aerun report hydra/launcher=slurm` on this machine. CI starts it.
 slurm-up:
@@ -48,4 +59,4 @@ slurm-down:
 	bash scripts/slurm-local.sh down
 
 clean:
-	rm -rf $(VENV) outputs .pytest_cache
+	rm -rf $(VENV) outputs .pytest_cache .gpu-bundle .gpu-venv

@@ -3,11 +3,10 @@
 (a) reference: torchvision `MNIST` with `ToTensor` through a `DataLoader` (batch
     256, shuffle) and the original notebook's plain loop;
 (b) aerun: the tensor-resident split and `aerun.train.train_epoch`;
-(c) floor: the epoch's matrix products alone, at the training shapes, on
-    preallocated tensors, each step followed by the optimiser's step -- what any
-    loop around this BLAS spends at least;
-(d) bound: the epoch's matrix-multiply FLOPs over this machine's measured float32
-    matmul throughput (2048x2048 products: what the BLAS reaches at its best shapes).
+(c) bound: the epoch's FLOPs (matrix products and convolutions, forward and
+    backward, counted by torch) over this device's measured float32 matmul
+    throughput (2048x2048 products: what the BLAS reaches at its best shapes; on a
+    GPU, the TF32 throughput for products that run in TF32). No loop beats it.
 
 All paths use the same model (same builder, same initial weights) and
 optimiser; the median of `repeats` epochs is reported.
@@ -15,6 +14,7 @@ optimiser; the median of `repeats` epochs is reported.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import statistics
@@ -60,70 +60,23 @@ def matmul_gflops(device: torch.device, n: int = 2048, repeats: int = 10) -> flo
     return 2 * n**3 / min(times) / 1e9
 
 
-def linear_layers(model: nn.Module) -> list[nn.Linear]:
-    return [m for m in model.modules() if isinstance(m, nn.Linear)]
-
-
-def training_products(model: nn.Module, batch: int) -> list[tuple[str, int, int, int, int]]:
-    """The matrix products of one training step of the model's linear layers, as (kind, layer, m, k, n):
-    per layer the forward x·Wᵀ (batch, in, out), the weight gradient gᵀ·x (out, batch, in) and,
-    except in the first layer (the images need no gradient), the input gradient g·W (batch, out, in)."""
-    products = []
-    for i, m in enumerate(linear_layers(model)):
-        products.append(("forward", i, batch, m.in_features, m.out_features))
-        products.append(("weight_grad", i, m.out_features, batch, m.in_features))
-        if i > 0:
-            products.append(("input_grad", i, batch, m.out_features, m.in_features))
-    return products
-
-
 def training_flops(model: nn.Module, n_images: int) -> float:
-    """Matrix-multiply FLOPs of one epoch: 2·m·k·n for every product of every step."""
-    return float(sum(2 * m * k * n for *_, m, k, n in training_products(model, 1)) * n_images)
+    """FLOPs of one epoch's training steps: matrix products and convolutions, forward and backward.
 
+    Counted by torch's FlopCounterMode on one step of two images (every count is linear in the
+    batch), on a CPU copy of the model: what autograd really runs, so the first layer's input
+    gradient, which the images do not need, is not counted. A fitted model (PCA) has none.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
 
-Operands = list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
-
-
-def floor_steps(model: nn.Module, n_images: int, batch_size: int, device: torch.device) -> list[Operands]:
-    """Per step of an epoch, the (a, b, out) of each of its products, in the layouts training
-    uses: weights are the model's own, stored (out, in), so the forward multiplies by a
-    transposed view; the last step takes the epoch's remainder."""
-    linears = linear_layers(model)
-
-    def step(batch: int) -> Operands:
-        operands = []
-        for kind, i, m, k, n in training_products(model, batch):
-            weight = linears[i].weight.detach()
-            if kind == "forward":
-                a, b = torch.rand(m, k, device=device), weight.t()
-            elif kind == "weight_grad":
-                a, b = torch.randn(k, m, device=device).t(), torch.rand(k, n, device=device)
-            else:
-                a, b = torch.randn(m, k, device=device), weight
-            operands.append((a, b, torch.empty(m, n, device=device)))
-        return operands
-
-    full, rest = divmod(n_images, batch_size)
-    return [step(batch_size)] * full + ([step(rest)] if rest else [])
-
-
-def floor_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, n_images: int, batch_size: int,
-                device: torch.device) -> float:
-    """Seconds for one epoch of the training steps' matrix products alone, each step followed
-    by the optimiser's step on zero gradients (its memory traffic is training's; Adam without
-    weight decay leaves the weights as they are). No activation, loss or data gathering is timed."""
-    for p in model.parameters():
-        p.grad = torch.zeros_like(p)
-    steps = floor_steps(model, n_images, batch_size, device)
-    synchronize(device)
-    start = time.perf_counter()
-    for operands in steps:
-        for a, b, out in operands:
-            torch.mm(a, b, out=out)
-        optimizer.step()
-    synchronize(device)
-    return time.perf_counter() - start
+    if hasattr(model, "fit"):
+        return 0.0
+    clone = copy.deepcopy(model).cpu().train()
+    images = torch.rand(2, *getattr(clone, "in_shape", (1, 28, 28)))
+    with FlopCounterMode(display=False) as counter:
+        recon, _ = clone(images)
+        F.mse_loss(recon, images).backward()
+    return counter.get_total_flops() / 2 * n_images
 
 
 def reference_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, loader, device: torch.device) -> float:
@@ -152,7 +105,7 @@ def aerun_epoch(model, optimizer, images: torch.Tensor, batch_size: int, seed: i
     return time.perf_counter() - start
 
 
-KINDS = ("reference", "aerun", "floor")
+KINDS = ("reference", "aerun")
 
 
 def bench_preset(name: str, model_cfg: DictConfig, cfg: DictConfig, device: torch.device, loader,
@@ -161,37 +114,54 @@ def bench_preset(name: str, model_cfg: DictConfig, cfg: DictConfig, device: torc
     throughput is probed again (into `probes`), so the machine's best is found across the run."""
     images = load_split({"name": "mnist"}, "train", cfg.paths.data_dir, device).images
     epochs: dict[str, list[float]] = {kind: [] for kind in KINDS}
-    for kind in KINDS:
+    for kind in KINDS if cfg.reference else ("aerun",):
         torch.manual_seed(cfg.seed)
         model = build(model_cfg.builder, **builder_args(model_cfg)).to(device)
         optimizer = instantiate(cfg.optimizer)(params=model.parameters())
         for epoch in range(1, cfg.repeats + 1):
             if kind == "reference":
                 seconds = reference_epoch(model, optimizer, loader, device)
-            elif kind == "aerun":
-                seconds = aerun_epoch(model, optimizer, images, cfg.batch_size, cfg.seed, epoch)
             else:
-                seconds = floor_epoch(model, optimizer, len(images), cfg.batch_size, device)
+                seconds = aerun_epoch(model, optimizer, images, cfg.batch_size, cfg.seed, epoch)
             epochs[kind].append(seconds)
             log.info("%-8s %-9s epoch %d: %.2f s", name, kind, epoch, seconds)
         probes.append(matmul_gflops(device))
     return epochs, training_flops(model, len(images))
 
 
-def summarise(epochs: dict[str, list[float]], flops: float, gflops: float) -> dict[str, Any]:
+def summarise(epochs: dict[str, list[float]], flops: float, gflops: float, precision: str = "float32") -> dict[str, Any]:
     """A preset's row: the median epoch of each kind, the bound at `gflops`, and their ratios."""
-    reference_s, aerun_s, floor_s = (statistics.median(epochs[kind]) for kind in KINDS)
+    reference_s = statistics.median(epochs["reference"]) if epochs["reference"] else None
+    aerun_s = statistics.median(epochs["aerun"])
     bound_s = flops / (gflops * 1e9)
     return {
         "reference_s": reference_s,
         "aerun_s": aerun_s,
-        "floor_s": floor_s,
         "bound_s": bound_s,
-        "speedup": reference_s / aerun_s,
+        "speedup": reference_s / aerun_s if reference_s is not None else None,
         "fraction_of_bound": bound_s / aerun_s,
-        "floor_of_bound": bound_s / floor_s,
+        "gflop_per_epoch": flops / 1e9,
+        "bound_precision": precision,
         **{f"{kind}_epochs_s": epochs[kind] for kind in KINDS},
     }
+
+
+def tf32_in_use(model: nn.Module, device: torch.device) -> bool:
+    """Whether this model's products run in TF32 here: cuDNN convolutions and cuBLAS matmuls each have a switch."""
+    if device.type != "cuda":
+        return False
+    convolutional = any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules())
+    return bool(torch.backends.cudnn.allow_tf32 if convolutional else torch.backends.cuda.matmul.allow_tf32)
+
+
+def tf32_gflops(device: torch.device) -> float:
+    """The matmul throughput with TF32 allowed (tensor cores), for presets whose products use it."""
+    before = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        return matmul_gflops(device)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before
 
 
 def bench(cfg: DictConfig, models: dict[str, DictConfig], run_dir: Path) -> dict[str, Any]:
@@ -205,21 +175,30 @@ def bench(cfg: DictConfig, models: dict[str, DictConfig], run_dir: Path) -> dict
 
     device = resolve_device(cfg.device)
     ensure("mnist", Path(cfg.paths.data_dir))
-    dataset = torchvision.datasets.MNIST(str(cfg.paths.data_dir), train=True,
-                                         transform=torchvision.transforms.ToTensor())
-    loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True)
+    loader = None
+    if cfg.reference:
+        dataset = torchvision.datasets.MNIST(str(cfg.paths.data_dir), train=True,
+                                             transform=torchvision.transforms.ToTensor())
+        loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True)
     probes = [matmul_gflops(device)]
     log.info("float32 matmul: %.1f GFLOP/s on %s (%d threads)", probes[0], device, torch.get_num_threads())
     timed = {name: bench_preset(name, model_cfg, cfg, device, loader, probes) for name, model_cfg in models.items()}
     gflops = max(probes)
+    tf32 = tf32_gflops(device) if device.type == "cuda" else None
+    rows = {}
+    for name, (epochs, flops) in timed.items():
+        uses_tf32 = tf32_in_use(build(models[name].builder, **builder_args(models[name])), device)
+        rows[name] = summarise(epochs, flops, tf32 if uses_tf32 else gflops, "tf32" if uses_tf32 else "float32")
     result: dict[str, Any] = {
         "device": str(device),
         "threads": torch.get_num_threads(),
         "matmul_gflops": gflops,
         "matmul_gflops_probes": probes,
+        "tf32_matmul_gflops": tf32,
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         "batch_size": cfg.batch_size,
         "repeats": cfg.repeats,
-        "presets": {name: summarise(epochs, flops, gflops) for name, (epochs, flops) in timed.items()},
+        "presets": rows,
     }
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -227,12 +206,16 @@ def bench(cfg: DictConfig, models: dict[str, DictConfig], run_dir: Path) -> dict
 
 
 def table(result: dict[str, Any]) -> str:
-    header = (f"{'preset':<10}{'reference_s':>12}{'aerun_s':>10}{'floor_s':>10}{'bound_s':>10}"
+    header = (f"{'preset':<20}{'GFLOP':>8}{'reference_s':>12}{'aerun_s':>10}{'bound_s':>10}"
               f"{'speedup':>10}{'of_bound':>10}")
-    lines = [f"device {result['device']}, {result['threads']} threads, "
-             f"matmul {result['matmul_gflops']:.1f} GFLOP/s (best of {len(result['matmul_gflops_probes'])} probes), "
-             f"median of {result['repeats']} epochs", header]
+    tf32 = f", TF32 {result['tf32_matmul_gflops']:.1f}" if result.get("tf32_matmul_gflops") else ""
+    lines = [f"device {result.get('device_name') or result['device']}, {result['threads']} threads, "
+             f"float32 matmul {result['matmul_gflops']:.1f} GFLOP/s{tf32} "
+             f"(best of {len(result['matmul_gflops_probes'])} probes), median of {result['repeats']} epochs", header]
     for name, r in result["presets"].items():
-        lines.append(f"{name:<10}{r['reference_s']:>12.2f}{r['aerun_s']:>10.2f}{r['floor_s']:>10.2f}"
-                     f"{r['bound_s']:>10.2f}{r['speedup']:>10.2f}{r['fraction_of_bound']:>10.2f}")
+        mark = " (tf32)" if r.get("bound_precision") == "tf32" else ""
+        reference, speedup = (f"{r[k]:>{w}.2f}" if r[k] is not None else f"{'-':>{w}}"
+                              for k, w in (("reference_s", 12), ("speedup", 10)))
+        lines.append(f"{name + mark:<20}{r['gflop_per_epoch']:>8.0f}{reference}{r['aerun_s']:>10.3f}"
+                     f"{r['bound_s']:>10.3f}{speedup}{r['fraction_of_bound']:>10.2f}")
     return "\n".join(lines)

@@ -141,10 +141,17 @@ def bench_command(cfg: DictConfig) -> dict:
 
     positive_int("repeats", cfg.repeats)
     positive_int("batch_size", cfg.batch_size)
+    if not isinstance(cfg.reference, bool):
+        raise UserError(f"reference={cfg.reference!r} is not allowed; it must be true or false")
+    trained = [name for name in group_options("model") or [] if name != "pca"]  # PCA is fitted, not trained
+    names = trained if cfg.presets == "all" else cfg.presets
+    if isinstance(names, str) or not names:
+        raise UserError(f"presets={cfg.presets!r} is not allowed; give a list such as presets=[deep,conv_unpool], "
+                        "or presets=all")
     models = {}
-    for name in cfg.presets:
-        if name not in (group_options("model") or []):
-            raise UserError(f"presets has {name!r}, not a model preset; allowed: {', '.join(group_options('model'))}")
+    for name in names:
+        if name not in trained:
+            raise UserError(f"presets has {name!r}, not a trained model preset; allowed: {', '.join(trained)}, or all")
         models[name] = compose_config("train", [f"model={name}"]).model
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     result = bench(cfg, models, run_dir)

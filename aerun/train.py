@@ -31,7 +31,7 @@ from aerun.errors import EnvironmentFailure, UserError
 from aerun.evaluate import sse_per_image
 from aerun.models import build, builder_args
 from aerun.noise import corrupt
-from aerun.validate import check_train
+from aerun.validate import available_devices, check_train
 from aerun.validate import device as check_device
 
 log = logging.getLogger(__name__)
@@ -43,13 +43,29 @@ EPOCH_FIELDS = ("epoch", "step", "train_loss", "train_penalty", "test_loss", "se
 
 
 def resolve_device(name: str) -> torch.device:
+    """`auto` is the best device present (cuda, then mps, then cpu); each is set up for exact runs."""
     check_device(name)
     if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
+        name = available_devices()[0]
     if name == "cpu":
         keep_freed_memory()
         use_allocated_cpus()
+    if name == "cuda":
+        deterministic_cuda()
     return torch.device(name)
+
+
+def deterministic_cuda() -> None:
+    """What torch needs for a CUDA run to repeat itself bit for bit, so a resumed run ends as a straight one.
+
+    cuBLAS picks reduction orders by workspace unless its workspace is fixed (set before the first
+    cuBLAS call); cuDNN must not pick algorithms by timing; and deterministic kernels are asked for
+    wherever torch has them (`warn_only`: an op without one warns rather than fails).
+    """
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 def use_allocated_cpus() -> None:

@@ -18,7 +18,7 @@ from aerun import noise
 from aerun.errors import UserError
 from aerun.models import build, builder_args
 
-DEVICES = ("auto", "cpu", "cuda")
+DEVICES = ("auto", "cpu", "cuda", "mps")
 MAX_SHIFT = 4
 MAX_SEED = 2**32 - 1  # torch seeds each epoch's generator with seed * 100_003 + epoch, which must fit 64 bits
 
@@ -43,11 +43,25 @@ def number(key: str, value: Any, *, minimum: float, inclusive: bool) -> None:
         raise UserError(f"{key}={value!r} is not allowed; it must be a finite number {bound}")
 
 
+def mps_available() -> bool:
+    """Apple silicon's GPU (Metal Performance Shaders), where this torch was built with it."""
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend and backend.is_available())
+
+
+def available_devices() -> list[str]:
+    """The devices this machine can train on, best first: what `device=auto` picks from."""
+    return [*(["cuda"] if torch.cuda.is_available() else []), *(["mps"] if mps_available() else []), "cpu"]
+
+
 def device(value: Any) -> None:
     if value not in DEVICES:
         raise UserError(f"device={value!r} is not a device; allowed: {', '.join(DEVICES)}")
-    if value == "cuda" and not torch.cuda.is_available():
-        raise UserError("device=cuda but this machine has no CUDA GPU; allowed here: auto, cpu")
+    if value == "auto" or value in available_devices():
+        return
+    what = {"cuda": "no CUDA GPU", "mps": "no Apple-silicon GPU (mps)"}[value]
+    raise UserError(f"device={value} but this machine has {what}; allowed here: "
+                    f"{', '.join(['auto', *available_devices()])}")
 
 
 def check_noise(cfg: DictConfig) -> None:

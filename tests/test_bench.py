@@ -8,7 +8,7 @@ import pytest
 
 import torch
 
-from aerun.bench import floor_epoch, floor_steps, summarise, table, training_flops
+from aerun.bench import summarise, table, training_flops
 from aerun.models import build
 from aerun.train import learning_rate
 
@@ -21,50 +21,37 @@ def test_training_flops_counts_forward_and_both_gradients():
     assert training_flops(model, 60000) == per_image * 60000
 
 
-def test_training_flops_ignores_non_linear_models():
+def test_training_flops_of_a_conv_ae_are_its_convolutions_forward_and_backward():
+    model = build("conv", channels=(8,), upsample="unpool")  # conv 1->8 at 28x28, pool, unpool, conv 8->8, out 8->1
+    forward = [2 * 9 * 1 * 8 * 784, 2 * 9 * 8 * 8 * 784, 2 * 9 * 8 * 1 * 784]
+    # backward: weight gradients of all three, input gradients of all but the first
+    assert training_flops(model, 10) == (sum(forward) * 2 + sum(forward[1:])) * 10
+
+
+def test_training_flops_ignores_fitted_models():
     assert training_flops(build("pca", k=5), 100) == 0
 
 
 def test_table_reports_every_preset_with_its_ratios():
-    result = {"device": "cpu", "threads": 2, "matmul_gflops": 100.0, "matmul_gflops_probes": [90.0, 100.0],
-              "repeats": 3, "presets": {
-        "deep": {"reference_s": 12.0, "aerun_s": 3.0, "floor_s": 2.7, "bound_s": 2.4, "speedup": 4.0,
-                 "fraction_of_bound": 0.8}}}
+    result = {"device": "cuda", "device_name": "H100", "threads": 2, "matmul_gflops": 100.0,
+              "tf32_matmul_gflops": 400.0, "matmul_gflops_probes": [90.0, 100.0], "repeats": 3, "presets": {
+        "deep": {"reference_s": 12.0, "aerun_s": 3.0, "bound_s": 2.4, "speedup": 4.0, "fraction_of_bound": 0.8,
+                 "gflop_per_epoch": 62.0, "bound_precision": "float32"},
+        "conv_unpool": {"reference_s": 5.0, "aerun_s": 2.0, "bound_s": 1.1, "speedup": 2.5,
+                        "fraction_of_bound": 0.55, "gflop_per_epoch": 440.0, "bound_precision": "tf32"}}}
     text = table(result)
-    assert "deep" in text and "4.00" in text and "0.80" in text and "2.70" in text
-    assert "100.0 GFLOP/s (best of 2 probes)" in text
+    assert "deep" in text and "4.00" in text and "0.80" in text and "conv_unpool (tf32)" in text
+    assert "H100" in text and "float32 matmul 100.0 GFLOP/s, TF32 400.0 (best of 2 probes)" in text
 
 
 def test_summarise_takes_medians_and_the_bound_at_the_given_throughput():
-    epochs = {"reference": [12.0, 10.0, 30.0], "aerun": [2.0, 9.0, 2.5], "floor": [2.0, 1.9, 2.1]}
+    epochs = {"reference": [12.0, 10.0, 30.0], "aerun": [2.0, 9.0, 2.5]}
     row = summarise(epochs, flops=200e9, gflops=100.0)
-    assert (row["reference_s"], row["aerun_s"], row["floor_s"]) == (12.0, 2.5, 2.0)
-    assert row["bound_s"] == pytest.approx(2.0)
+    assert (row["reference_s"], row["aerun_s"]) == (12.0, 2.5)
+    assert row["bound_s"] == pytest.approx(2.0) and row["gflop_per_epoch"] == pytest.approx(200.0)
     assert row["speedup"] == pytest.approx(4.8)
-    assert row["fraction_of_bound"] == pytest.approx(0.8) and row["floor_of_bound"] == pytest.approx(1.0)
+    assert row["fraction_of_bound"] == pytest.approx(0.8) and row["bound_precision"] == "float32"
     assert row["aerun_epochs_s"] == [2.0, 9.0, 2.5]
-
-
-def test_floor_steps_are_the_epochs_products_in_the_training_layouts():
-    model = build("mlp", code=3, encoder=(16,), decoder=(8,))
-    steps = floor_steps(model, n_images=10, batch_size=4, device=torch.device("cpu"))
-    assert len(steps) == 3  # 4 + 4 + the remainder 2
-    assert [a.shape[0] for a, _, _ in steps[-1][:1]] == [2]
-    flops = sum(2 * a.shape[0] * a.shape[1] * b.shape[1] for operands in steps for a, b, _ in operands)
-    assert flops == training_flops(model, 10)
-    first = model.encoder[0].weight
-    a, b, out = steps[0][0]  # the first layer's forward: images times its weight, transposed
-    assert a.shape == (4, 784) and b.data_ptr() == first.data_ptr() and b.stride() == (1, 784)
-    assert out.shape == (4, 16)
-
-
-def test_floor_epoch_steps_the_optimiser_without_moving_the_weights():
-    model = build("mlp", code=3, encoder=(16,))
-    before = [p.detach().clone() for p in model.parameters()]
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    assert floor_epoch(model, optimizer, 10, 4, torch.device("cpu")) > 0
-    assert all(optimizer.state[p]["step"] == 3 for p in model.parameters())
-    assert all(torch.equal(a, p) for a, p in zip(before, model.parameters()))
 
 
 def test_cosine_schedule_starts_at_the_base_rate_and_decays_monotonically():

@@ -50,7 +50,7 @@ BAD_TRAIN = [
     (["sparsity=-1e-6"], "sparsity=-1e-06"),
     (["model=shallow", "model.hidden=0"], "model.hidden=0"),
     (["model.output_activation=softplus"], "allowed: relu, sigmoid, tanh, none"),
-    (["device=tpu"], "allowed: auto, cpu, cuda"),
+    (["device=tpu"], "allowed: auto, cpu, cuda, mps"),
     (["seed=-3"], "seed=-3"),
     (["epoch=3"], "epoch is not a config key"),
     (["epochs=["], "cannot read the command line"),
@@ -59,6 +59,8 @@ BAD_TRAIN = [
 ]
 if not torch.cuda.is_available():
     BAD_TRAIN.append((["device=cuda"], "no CUDA GPU"))
+if not (torch.backends.mps.is_available()):
+    BAD_TRAIN.append((["device=mps"], "device=mps but this machine has no Apple-silicon GPU (mps)"))
 
 
 @pytest.mark.parametrize("args, fragment", BAD_TRAIN, ids=[" ".join(a) for a, _ in BAD_TRAIN])

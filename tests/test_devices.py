@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 from aerun import checkpoint as ckpt
 from aerun.evaluate import evaluate
 from aerun.noise import corrupt
+from aerun.plot import plot
 from aerun.train import batches, epoch_generator, random_shift, resolve_device, train
 from aerun.validate import available_devices
 
@@ -75,8 +76,11 @@ def test_a_resumed_run_ends_with_the_weights_of_a_straight_one(make_cfg, tmp_pat
 def test_a_checkpoint_from_one_device_is_evaluated_and_resumed_on_another(make_cfg, tmp_path, trained_on, used_on):
     run = tmp_path / "run"
     train(make_cfg("train", [*SMOKE[:-1], f"device={trained_on}", "model=shallow", "model.hidden=16"]), run)
-    evaluate(run, make_cfg("train", SMOKE).paths.data_dir, resolve_device(used_on))
+    data_dir = make_cfg("train", SMOKE).paths.data_dir
+    evaluate(run, data_dir, resolve_device(used_on))
     assert (run / "eval.json").exists()
+    figures = plot(run, data_dir, used_on)
+    assert figures and all(f.exists() for f in figures)
     config = OmegaConf.create(ckpt.load(run / ckpt.CHECKPOINT)["config"])
     config.epochs, config.device = 3, used_on
     train(config, run, resume=True)

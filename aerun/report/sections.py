@@ -346,7 +346,7 @@ def part_conv(doc: Document, ctx: Context) -> None:
     notes = ["Ranking by mean final test error" + (" in this run" if ranked[0][1].n < 2 else "") + ": "
              + ", ".join(f"{n} {e.text()}" for n, e, _ in ranked) + "."]
     notes += [compare(ranked[0][0], ranked[0][1], other[0], other[1]) for other in ranked[1:]]
-    notes.append("After one epoch: " + compare(early[0][0], early[0][2], early[-1][0], early[-1][2], "test SSE"))
+    notes.append(compare(early[0][0], early[0][2], early[-1][0], early[-1][2], "test SSE after one epoch"))
     by_probe = sorted(((s.cfg.model.name, probe(r)) for s, r in zip(settings, results)), key=lambda t: -t[1].mean)
     notes.append(probe_note(f"{by_probe[0][0]}'s code", by_probe[0][1], f"{by_probe[-1][0]}'s code", by_probe[-1][1],
                             spread(results[0], "pixels_probe_accuracy"),

@@ -25,8 +25,10 @@ data: setup
 	$(BIN)/aerun data
 
 # The whole assignment: every part trained (complete runs reused), evaluated, plotted, written up.
+# Two training processes of one thread each: on 2 cores the report took 500 s this way against
+# 598 s in one process with two threads (training 387 s against 488 s; same machine, one run each).
 demo: data
-	$(BIN)/aerun report
+	$(BIN)/aerun report hydra/launcher=joblib hydra.launcher.n_jobs=2
 	@echo
 	@echo "Open outputs/report/index.html (or read outputs/report/report.md); the runs are in outputs/report/runs/."
 

@@ -234,20 +234,25 @@ def preflight(config_name: str, args: list[str]) -> None:
         GlobalHydra.instance().clear()
         try:
             cfg = compose_config(config_name, combo, return_hydra_config=True)
-            output = OmegaConf.select(cfg, "hydra.sweep.dir" if multirun else "hydra.run.dir")
         except Exception as exc:
             raise UserError(one_line(exc)) from None
-        from aerun import validate
+        check_composed(config_name, cfg, "hydra.sweep.dir" if multirun else "hydra.run.dir")
 
-        if config_name in ("train", "bench"):
-            validate.writable_folder("hydra.sweep.dir" if multirun else "hydra.run.dir", output)
-        if config_name == "train":
-            validate.check_train(cfg)
-            validate.data_folder(cfg)
-        elif "noise" in cfg:
-            validate.check_noise(cfg)
-        if config_name == "report":
-            validate.writable_folder("dir", cfg.dir)
+
+def check_composed(config_name: str, cfg: DictConfig, output_key: str) -> None:
+    """The checks of one composed job: its values, and the folders it will write or read."""
+    from aerun import validate
+
+    if config_name in ("train", "bench"):  # the others write beside a run, or under `dir`
+        validate.writable_folder(output_key, OmegaConf.select(cfg, output_key))
+    if config_name == "report":
+        validate.writable_folder("dir", cfg.dir)
+    if config_name == "train":
+        validate.check_train(cfg)
+    elif "noise" in cfg:
+        validate.check_noise(cfg)
+    if config_name in ("train", "data"):
+        validate.data_folder(cfg)
 
 
 def register_launchers() -> None:

@@ -20,9 +20,16 @@ install_bundle() {
              ".gpu-bundle/; run \`make gpu-bundle\` on a machine with network and carry .gpu-bundle/ here" >&2
         exit 1
     fi
-    python3 -m venv --system-site-packages .gpu-venv
-    .gpu-venv/bin/python -m pip install --quiet --disable-pip-version-check --no-index --no-deps .gpu-bundle/wheels/*.whl
-    .gpu-venv/bin/python -m pip install --quiet --disable-pip-version-check --no-index --no-deps --no-build-isolation -e .
+    # A venv with its own pip; where the image's Python has no ensurepip, a venv without pip that
+    # the image's own pip installs into (pip >= 22.3: --python).
+    local pip=(.gpu-venv/bin/python -m pip)
+    if [ -n "${AERUN_GPU_VENV_WITHOUT_PIP:-}" ] || ! python3 -m venv --system-site-packages .gpu-venv 2>/dev/null; then
+        rm -rf .gpu-venv
+        python3 -m venv --system-site-packages --without-pip .gpu-venv
+        pip=(python3 -m pip --python .gpu-venv/bin/python)
+    fi
+    "${pip[@]}" install --quiet --disable-pip-version-check --no-index --no-deps .gpu-bundle/wheels/*.whl
+    "${pip[@]}" install --quiet --disable-pip-version-check --no-index --no-deps --no-build-isolation -e .
     PY=.gpu-venv/bin/python
 }
 

@@ -375,8 +375,9 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
         finite = torch.isfinite(record).all(dim=1)
         if not finite.all():
             bad = step + int((~finite).nonzero()[0]) + 1
-            raise UserError(f"the loss became non-finite at epoch {epoch}, step {bad}; "
-                            f"the last good checkpoint (epoch {epoch - 1}) is kept; try a smaller optimizer.lr")
+            kept = f"the last good checkpoint (epoch {epoch - 1}) is kept" if epoch > 1 else "no epoch was finished"
+            raise UserError(f"the loss became non-finite at epoch {epoch}, step {bad}; {kept}; "
+                            "try a smaller optimizer.lr")
         seconds = time.perf_counter() - start
         test_loss = mean_mse(model, test_set.images)
         kept = history.sizes()

@@ -291,3 +291,13 @@ def test_generated_bad_command_lines_each_get_one_line(tmp_path, monkeypatch, ca
         assert ended.value.code == failures.EXIT_USER_ERROR, (args, err)
         assert named in one_line(err), (named, err)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"], "nothing may be written for bad input"
+
+
+def test_a_first_epoch_gone_non_finite_says_no_epoch_was_finished(make_cfg, tmp_path, monkeypatch):
+    import aerun.train
+
+    real = aerun.train.loss_terms
+    monkeypatch.setattr(aerun.train, "loss_terms", lambda *a, **k: (real(*a, **k)[0] * float("nan"), real(*a, **k)[1]))
+    with pytest.raises(aerun.train.UserError, match=r"non-finite at epoch 1, step 1; no epoch was finished"):
+        train(make_cfg("train", [*SMOKE, "model=shallow", "model.hidden=16"]), tmp_path / "run")
+    assert not (tmp_path / "run" / ckpt.CHECKPOINT).exists()

@@ -6,8 +6,6 @@ import math
 
 import pytest
 
-import torch
-
 from aerun.bench import summarise, table, training_flops
 from aerun.models import build
 from aerun.train import learning_rate

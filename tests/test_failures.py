@@ -9,7 +9,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,6 @@ from aerun import checkpoint as ckpt
 from aerun import cli, failures, runlock
 from aerun.compose import compose_config
 from aerun.data import load_split
-from aerun.errors import EnvironmentFailure
 from aerun.models import build, builder_args
 from aerun.train import History, epoch_generator, health_warning, train, train_epoch
 

@@ -30,6 +30,7 @@ from torch import nn
 
 from aerun.data import ensure, load_split
 from aerun.models import build, builder_args
+from aerun.objective import Objective
 from aerun.train import epoch_generator, resolve_device, train_epoch
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,7 @@ def aerun_epoch(model, optimizer, images: torch.Tensor, batch_size: int, seed: i
     synchronize(device)
     start = time.perf_counter()
     train_epoch(model, optimizer, images, batch_size=batch_size,
-                generator=epoch_generator(seed, epoch, device), sparsity=0.0, desc="aerun")
+                generator=epoch_generator(seed, epoch, device), objective=Objective(), desc="aerun")
     synchronize(device)
     return time.perf_counter() - start
 

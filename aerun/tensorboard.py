@@ -41,10 +41,10 @@ class EventLog:
     @torch.no_grad()
     def epoch(self, epoch: int, first_step: int, record: torch.Tensor, test_loss: float, lr: float,
               model: nn.Module) -> None:
-        for i, (loss, penalty) in enumerate(record.tolist()):
+        for i, (loss, *terms) in enumerate(record.tolist()):  # the reconstruction term, then each regulariser
             self.writer.add_scalar("loss/train_iteration", loss, first_step + i + 1)
-            if penalty:
-                self.writer.add_scalar("loss/penalty_iteration", penalty, first_step + i + 1)
+            if terms:
+                self.writer.add_scalar("loss/penalty_iteration", sum(terms), first_step + i + 1)
         step = first_step + len(record)
         self.writer.add_scalar("loss/train_epoch", record[:, 0].mean().item(), step)
         self.writer.add_scalar("loss/test_epoch", test_loss, step)

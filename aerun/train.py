@@ -31,6 +31,7 @@ from aerun.errors import EnvironmentFailure, UserError
 from aerun.evaluate import sse_per_image
 from aerun.models import build, builder_args
 from aerun.noise import corrupt
+from aerun.objective import Objective, is_variational, loss_terms
 from aerun.validate import available_devices, check_train
 from aerun.validate import device as check_device
 
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 
 ITER_LOG = "loss_iter.csv"
 EPOCH_LOG = "loss_epoch.csv"
+# The regularisers' columns (aerun.objective.TERMS, those the run has) follow these; "loss" is the
+# reconstruction term and "penalty" the sum of the regularisers.
 ITER_FIELDS = ("step", "epoch", "loss", "penalty")
 EPOCH_FIELDS = ("epoch", "step", "train_loss", "train_penalty", "test_loss", "seconds")
 
@@ -161,18 +164,6 @@ def random_shift(x: torch.Tensor, pixels: int, generator: torch.Generator) -> to
     return padded.gather(2, index).view(b, c, h, w)
 
 
-def loss_terms(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, sparsity: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean squared error plus the L1 activity penalty of the sparse AE (assignment part 3).
-
-    The penalty is `sparsity * sum(|code|)` over the batch and the code units, as the
-    original notebook defined it, so its weight relative to the MSE grows with the batch size.
-    """
-    recon, code = model(inputs)
-    mse = F.mse_loss(recon, targets)
-    penalty = sparsity * code.abs().sum() if sparsity else torch.zeros((), device=mse.device)
-    return mse, penalty
-
-
 def train_epoch(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -180,13 +171,15 @@ def train_epoch(
     *,
     batch_size: int,
     generator: torch.Generator,
-    sparsity: float,
+    objective: Objective,
     desc: str,
     noise: tuple[str, float] = ("none", 0.0),
     noise_generator: torch.Generator | None = None,
     shift: int = 0,
 ) -> torch.Tensor:
-    """One pass over `images`; returns (steps, 2) of [reconstruction MSE, penalty] per step.
+    """One pass over `images`; returns (steps, 1 + terms) of [reconstruction term, each regulariser] per step.
+
+    The regularisers are `objective.terms(model)`, in that order (see aerun.objective).
 
     With a noise, the model sees corrupted inputs and is scored against the clean
     images (the denoising AE, assignment part 4). With a shift, every image is first
@@ -194,16 +187,17 @@ def train_epoch(
     """
     model.train()
     n_steps = -(-images.shape[0] // batch_size)
-    record = torch.empty(n_steps, 2, device=images.device)
+    record = torch.empty(n_steps, 1 + len(objective.terms(model)), device=images.device)
     with tqdm(total=n_steps, desc=desc, unit="batch", leave=False, disable=None) as bar:
         for i, idx in enumerate(batches(images.shape[0], batch_size, generator)):
             x = random_shift(images.index_select(0, idx), shift, generator)  # index_select: faster than images[idx]
-            mse, penalty = loss_terms(model, corrupt(x, *noise, noise_generator), x, sparsity)
+            reconstruction, terms = loss_terms(model, corrupt(x, *noise, noise_generator), x, objective, generator)
             optimizer.zero_grad(set_to_none=True)
-            (mse + penalty).backward()
+            sum(terms.values(), reconstruction).backward()
             optimizer.step()
-            record[i, 0] = mse.detach()
-            record[i, 1] = penalty.detach()
+            record[i, 0] = reconstruction.detach()
+            for j, term in enumerate(terms.values(), start=1):
+                record[i, j] = term.detach()
             bar.update()
             if i % 25 == 0:  # a host sync now and then, not every step
                 loss = record[i, 0].item()
@@ -219,19 +213,26 @@ def mean_mse(model: nn.Module, images: torch.Tensor) -> float:
 
 
 class History:
-    """The loss per iteration and per epoch, as two CSV files in the run directory."""
+    """The loss per iteration and per epoch, as two CSV files in the run directory.
 
-    def __init__(self, run_dir: Path, upto_epoch: int = 0) -> None:
+    Each has the reconstruction term ("loss"), the sum of the regularisers ("penalty") and then
+    one column per regulariser the run has (`terms`, e.g. "kl"; "train_kl" per epoch).
+    """
+
+    def __init__(self, run_dir: Path, upto_epoch: int = 0, terms: tuple[str, ...] = ()) -> None:
         """Start the files, or keep the rows of epochs up to `upto_epoch` (those of the checkpoint)."""
         self.iter_path = run_dir / ITER_LOG
         self.epoch_path = run_dir / EPOCH_LOG
-        for path, fields in ((self.iter_path, ITER_FIELDS), (self.epoch_path, EPOCH_FIELDS)):
+        self.terms = tuple(terms)
+        iter_fields = (*ITER_FIELDS, *self.terms)
+        epoch_fields = (*EPOCH_FIELDS, *(f"train_{t}" for t in self.terms))
+        for path, fields in ((self.iter_path, iter_fields), (self.epoch_path, epoch_fields)):
             kept = []
             if upto_epoch and path.exists():
                 with open(path, newline="") as f:
                     kept = [row for row in csv.DictReader(f) if int(row["epoch"]) <= upto_epoch]
             with open(path, "w", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=fields)
+                writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
                 writer.writeheader()
                 writer.writerows(kept)
 
@@ -252,14 +253,21 @@ class History:
             os.truncate(path, size)
 
     def append(self, epoch: int, first_step: int, record: torch.Tensor, test_loss: float, seconds: float) -> None:
+        """Rows for `record`: (steps, 1 + len(terms)) of [reconstruction term, each regulariser]."""
+        if record.shape[1] != 1 + len(self.terms):
+            raise ValueError(f"record has {record.shape[1]} columns; this history logs 1 + {len(self.terms)}")
+
+        def cells(values: list[float]) -> list[str]:
+            return [f"{values[0]:.6g}", f"{sum(values[1:]):.6g}", *(f"{v:.6g}" for v in values[1:])]
+
         with open(self.iter_path, "a", newline="") as f:
             writer = csv.writer(f)
-            for i, (loss, penalty) in enumerate(record.tolist()):
-                writer.writerow([first_step + i + 1, epoch, f"{loss:.6g}", f"{penalty:.6g}"])
-        train_loss, train_penalty = record.mean(0).tolist()
+            for i, values in enumerate(record.tolist()):
+                writer.writerow([first_step + i + 1, epoch, *cells(values)])
+        loss, penalty, *terms = cells(record.mean(0).tolist())
         with open(self.epoch_path, "a", newline="") as f:
-            csv.writer(f).writerow([epoch, first_step + len(record), f"{train_loss:.6g}", f"{train_penalty:.6g}",
-                                    f"{test_loss:.6g}", f"{seconds:.3f}"])
+            csv.writer(f).writerow([epoch, first_step + len(record), loss, penalty, f"{test_loss:.6g}",
+                                    f"{seconds:.3f}", *terms])
 
 
 def write_failure(exc: OSError, run_dir: Path, epoch: int) -> EnvironmentFailure:
@@ -280,6 +288,10 @@ def health_warning(cfg: DictConfig, model: nn.Module, test_images: torch.Tensor,
     cause = f"the learning rate (optimizer.lr={cfg.optimizer.lr:g}) is likely too high"
     if cfg.sparsity:
         cause += f", or the sparsity penalty (sparsity={cfg.sparsity:g}) too strong"
+    if cfg.get("contractive", 0):
+        cause += f", or the contractive penalty (contractive={cfg.contractive:g}) too strong"
+    if "beta" in cfg.model and cfg.model.beta > 1:
+        cause += f", or the KL weight (model.beta={cfg.model.beta:g}) too strong"
     if cfg.noise.name != "none":
         cause += f", or the training noise (noise={cfg.noise.name}, level {cfg.noise.level:g}) too strong"
     model.eval()
@@ -333,14 +345,15 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
 
     train_set = load_split(cfg.dataset, "train", cfg.paths.data_dir, device)
     test_set = load_split(cfg.dataset, "test", cfg.paths.data_dir, device)
-    history = History(run_dir, upto_epoch=done)
+    objective = Objective.of(cfg)
+    history = History(run_dir, upto_epoch=done, terms=() if hasattr(model, "fit") else objective.terms(model))
     log.info("training %s (%s, code %d) on %s: %d train / %d test images, device %s",
              cfg.model.name, cfg.model.builder, model.code_dim, cfg.dataset.name, len(train_set), len(test_set), device)
 
     if hasattr(model, "fit"):
         start = time.perf_counter()
         model.fit(train_set.images)
-        record = torch.tensor([[mean_mse(model, train_set.images), 0.0]])
+        record = torch.tensor([[mean_mse(model, train_set.images)]])
         test_loss = mean_mse(model, test_set.images)
         history.append(0, 0, record, test_loss, time.perf_counter() - start)
         ckpt.save(ckpt.make(**describe, epoch=0, step=0), path)
@@ -368,7 +381,7 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
         record = train_epoch(
             model, optimizer, train_set.images,
             batch_size=cfg.batch_size, generator=epoch_generator(cfg.seed, epoch, device),
-            sparsity=cfg.sparsity, desc=f"epoch {epoch}/{cfg.epochs}",
+            objective=objective, desc=f"epoch {epoch}/{cfg.epochs}",
             noise=(cfg.noise.name, cfg.noise.level), noise_generator=epoch_generator(cfg.noise_seed, epoch, device),
             shift=cfg.get("augment_shift", 0),
         )
@@ -390,8 +403,8 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
         if events:
             events.epoch(epoch, step, record, test_loss, lr, model)
         step += len(record)
-        log.info("epoch %d/%d  train MSE %.5f  test MSE %.5f  %.1f s",
-                 epoch, cfg.epochs, record[:, 0].mean().item(), test_loss, seconds)
+        log.info("epoch %d/%d  train %s %.5f  test MSE %.5f  %.1f s", epoch, cfg.epochs,
+                 "NLL (nats/image)" if is_variational(model) else "MSE", record[:, 0].mean().item(), test_loss, seconds)
     if events:
         events.close()
     warning = health_warning(cfg, model, test_set.images, history)

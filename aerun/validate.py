@@ -122,6 +122,9 @@ def check_train(cfg: DictConfig) -> None:
     positive_int("batch_size", cfg.batch_size)
     seed("seed", cfg.seed)
     number("sparsity", cfg.sparsity, minimum=0, inclusive=True)
+    number("contractive", cfg.get("contractive", 0.0), minimum=0, inclusive=True)
+    if "beta" in cfg.model:
+        number("model.beta", cfg.model.beta, minimum=0, inclusive=True)
     device(cfg.device)
     number("optimizer.lr", cfg.optimizer.lr, minimum=0, inclusive=False)
     check_optimizer(cfg)

@@ -20,6 +20,7 @@ from aerun import cli, failures, runlock
 from aerun.compose import compose_config
 from aerun.data import load_split
 from aerun.models import build, builder_args
+from aerun.objective import Objective
 from aerun.train import History, epoch_generator, health_warning, train, train_epoch
 
 from conftest import SMOKE
@@ -174,7 +175,7 @@ def short_training(preset: str, seed: int, images: torch.Tensor, *overrides: str
     model.start_from_data(images)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     record = train_epoch(model, optimizer, images, batch_size=64, generator=epoch_generator(seed, 1, torch.device("cpu")),
-                         sparsity=0.0, desc="")
+                         objective=Objective(), desc="")
     return record[-5:, 0].mean().item() / (images - images.mean()).pow(2).mean().item()
 
 
@@ -226,8 +227,8 @@ def test_a_healthy_run_has_no_warning_and_a_grown_loss_has_one(make_cfg, tmp_pat
 
     (tmp_path / "grown").mkdir()
     history = History(tmp_path / "grown")  # a run whose loss went from 0.1 to 0.2
-    history.append(1, 0, torch.tensor([[0.1, 0.0], [0.3, 0.0]]), 0.2, 1.0)
-    history.append(2, 2, torch.tensor([[0.2, 0.0], [0.2, 0.0]]), 0.2, 1.0)
+    history.append(1, 0, torch.tensor([[0.1], [0.3]]), 0.2, 1.0)  # one column: the reconstruction term
+    history.append(2, 2, torch.tensor([[0.2], [0.2]]), 0.2, 1.0)
     model = build(cfg.model.builder, **builder_args(cfg.model))
     warning = health_warning(cfg, model, torch.rand(8, 1, 28, 28), history)
     assert warning.startswith("the training loss ended at 0.2, above its first step's 0.1")
@@ -236,7 +237,7 @@ def test_a_healthy_run_has_no_warning_and_a_grown_loss_has_one(make_cfg, tmp_pat
 # --------------------------------------------------------------------------- generated bad command lines
 
 # (key, valid value) pairs that each bad value below is substituted into; base presets choose the model.
-NUMBERS = {"epochs": "1", "batch_size": "64", "seed": "0", "noise_seed": "1", "sparsity": "0.0",
+NUMBERS = {"epochs": "1", "batch_size": "64", "seed": "0", "noise_seed": "1", "sparsity": "0.0", "contractive": "0.0",
            "optimizer.lr": "0.001", "augment_shift": "0", "model.hidden": "16", "noise.level": "0.1"}
 NAMES = {"model": "shallow", "optimizer": "adam", "noise": "gaussian", "dataset": "synthetic",
          "lr_schedule": "constant", "logger": "csv", "device": "cpu", "model.activation": "relu",
@@ -244,6 +245,7 @@ NAMES = {"model": "shallow", "optimizer": "adam", "noise": "gaussian", "dataset"
 WRONG_TYPES = ["abc", "[1,2]", "true", "{a:1}", "1.5e", "null"]
 OUT_OF_RANGE = {"epochs": ["0", "-1", "nan"], "batch_size": ["0", "-64"], "seed": ["-1", "99999999999999999999"],
                 "noise_seed": ["-2", "4294967296"], "sparsity": ["-1e-6", "nan", "inf"],
+                "contractive": ["-1e-3", "nan", "inf"],
                 "optimizer.lr": ["0", "-0.001", "inf", "nan"], "augment_shift": ["5", "-1"],
                 "model.hidden": ["0", "-16"], "noise.level": ["-0.1", "nan", "inf"]}
 

@@ -21,6 +21,7 @@ from aerun.data import IMAGE_SHAPE, load_split
 from aerun.errors import UserError
 from aerun.models import PCA
 from aerun.noise import corrupt, generator
+from aerun.objective import is_variational, kl_divergence
 from aerun.probe import probe_accuracy
 from aerun.stats import Spread
 
@@ -79,6 +80,30 @@ def reconstruct(
 
 def sse_per_image(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
     return reconstruct(model, inputs, targets)[0]
+
+
+@torch.no_grad()
+def variational_terms(model: nn.Module, images: torch.Tensor, seed: int, batch_size: int = EVAL_BATCH) -> dict[str, Any]:
+    """A VAE's terms per image, in nats, averaged over `images`.
+
+    kl: KL(q(z|x) || N(0, I)), in closed form; reconstruction_nll: -log p(x|z) at one z drawn from
+    q(z|x) per image (drawn on the CPU from `seed`: the same on every device); negative_elbo: their
+    sum, the loss at beta = 1. active_units: code units whose posterior mean varies over the images
+    by more than 0.01 (variance), the usual count of units the code really uses.
+    """
+    model.eval()
+    gen = generator(seed, "cpu")
+    kl, nll, means = [], [], []
+    for x in images.split(batch_size):
+        mean, logvar = model.posterior(x)
+        eps = torch.randn(mean.shape, generator=gen).to(mean.device)
+        nll.append(model.negative_log_likelihood(model.decode_logits(mean + torch.exp(0.5 * logvar) * eps), x).double())
+        kl.append(kl_divergence(mean, logvar).double())
+        means.append(mean)
+    kl_mean, nll_mean = torch.cat(kl).mean().item(), torch.cat(nll).mean().item()
+    return {"reconstruction": model.reconstruction, "kl": kl_mean, "reconstruction_nll": nll_mean,
+            "negative_elbo": kl_mean + nll_mean, "active_units": int((torch.cat(means).var(0) > 0.01).sum()),
+            "unit": "nats per image"}
 
 
 def code_statistics(codes: torch.Tensor) -> dict[str, Any]:
@@ -224,6 +249,8 @@ def evaluate_run(
         if pca.code_dim < pixels:  # the whole basis is the pixels rotated: nothing to compare, nothing to fit
             result["pca"]["probe_accuracy"] = cached_probe(f"pca-{pca.code_dim}", dataset, data_dir, device, pca)
         result["pixels_probe_accuracy"] = cached_probe("pixels", dataset, data_dir, device, Pixels())
+        if is_variational(model):
+            result["model"]["variational"] = variational_terms(model, test.images, noise_seed)
     return result
 
 
@@ -330,6 +357,7 @@ def run_markdown(result: Mapping[str, Any]) -> str:
         f"Code: {model['code']['fraction_zero']:.1%} of the activations are exactly zero; "
         f"mean L1 norm per image {model['code']['mean_l1']:.4g}.",
         "",
+        *([vae_sentence(model["variational"]), ""] if "variational" in model else []),
         *([f"Linear probe (logistic regression on the training split's codes), test accuracy: "
            f"{model['name']} {model['probe_accuracy']:.2%}, "
            + (f"{pca_label} {pca['probe_accuracy']:.2%}, " if "probe_accuracy" in pca else "")
@@ -345,6 +373,12 @@ def run_markdown(result: Mapping[str, Any]) -> str:
     for i, label, a, b in zip(showcase["indices"], showcase["labels"], model["showcase_sse"], pca["showcase_sse"]):
         lines.append(_row([i, label, a, b]))
     return "\n".join(lines) + "\n"
+
+
+def vae_sentence(v: Mapping[str, Any]) -> str:
+    return (f"Variational ({v['reconstruction']} likelihood), per image: KL {v['kl']:.2f} nats, reconstruction "
+            f"NLL {v['reconstruction_nll']:.2f} nats (one sample of z), negative ELBO {v['negative_elbo']:.2f} nats; "
+            f"{v['active_units']} active code units (posterior mean variance > 0.01).")
 
 
 def pca_name(k: int) -> str:

@@ -336,3 +336,96 @@ def conv(
     output_bias: str = "data_mean",
 ) -> ConvAutoencoder:
     return ConvAutoencoder(channels, upsample, activation, output_activation, output_bias=output_bias)
+
+
+# --------------------------------------------------------------------------- variational
+
+
+RECONSTRUCTIONS = ("bernoulli", "gaussian")
+
+
+class VariationalAutoencoder(nn.Module):
+    """A VAE with fully connected layers: a Gaussian encoder q(z|x) = N(mean, diag(exp(logvar))).
+
+    in - encoder... - (mean, logvar) - z - decoder... - in. The decoder gives one logit per pixel;
+    the image it decodes to is their sigmoid. `reconstruction` is the likelihood p(x|z):
+
+    - bernoulli (default): each pixel a Bernoulli with that probability; its negative log-likelihood is
+      the binary cross-entropy summed over the pixels, in nats;
+    - gaussian: each pixel a Gaussian around it with standard deviation `sigma`; the negative log
+      density, summed over the pixels, in nats (a density: it can be negative).
+
+    `forward` and `encode` use the mean as the code (evaluation, figures, the report); training
+    samples z with the reparameterisation trick (see aerun.objective).
+    """
+
+    def __init__(
+        self,
+        code: int,
+        encoder: Sequence[int] = (512,),
+        decoder: Sequence[int] | None = None,
+        activation_name: str = "relu",
+        reconstruction: str = "bernoulli",
+        sigma: float = 0.1,
+        in_shape: Sequence[int] = IMAGE_SHAPE,
+    ) -> None:
+        super().__init__()
+        if reconstruction not in RECONSTRUCTIONS:
+            raise UserError(f"model.reconstruction={reconstruction!r} is not allowed; "
+                            f"allowed: {', '.join(RECONSTRUCTIONS)}")
+        if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not 0 < sigma < math.inf:
+            raise UserError(f"model.sigma={sigma!r} is not allowed; it must be a positive number")
+        self.reconstruction, self.sigma = reconstruction, float(sigma)
+        self.in_shape = tuple(in_shape)
+        dim = math.prod(self.in_shape)
+        decoder = tuple(reversed(encoder)) if decoder is None else tuple(decoder)
+        if not encoder:
+            raise UserError("model.encoder is empty; a VAE needs at least one hidden layer before its code")
+        for key, widths in (("model.encoder", encoder), ("model.decoder", decoder), ("model.code", [code])):
+            bad = [w for w in widths if not isinstance(w, int) or isinstance(w, bool) or w <= 0]
+            if bad:
+                raise UserError(f"{key} has width {bad[0]!r}; layer widths are positive integers")
+        self.code_dim = code
+        self.body = MLPAutoencoder._stack([dim, *encoder], activation_name, activation_name, "model.activation")
+        self.mean = nn.Linear(encoder[-1], code)
+        self.logvar = nn.Linear(encoder[-1], code)
+        self.decoder = MLPAutoencoder._stack([code, *decoder, dim], activation_name, "none", "model.activation")
+
+    def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The mean and log-variance of q(z|x), each (B, code)."""
+        h = self.body(x.flatten(1))
+        return self.mean(h), self.logvar(h)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.posterior(x)[0]
+
+    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z).view(-1, *self.in_shape)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.decode_logits(z))
+
+    def negative_log_likelihood(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """-log p(x|z) per image, in nats, from the decoder's logits."""
+        if self.reconstruction == "bernoulli":
+            nll = nn.functional.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+        else:
+            error = torch.sigmoid(logits) - targets
+            nll = error.pow(2) / (2 * self.sigma ** 2) + 0.5 * math.log(2 * math.pi * self.sigma ** 2)
+        return nll.flatten(1).sum(1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z = self.encode(x)
+        return self.decode(z), z
+
+
+@register("vae")
+def vae(
+    code: int,
+    encoder: Sequence[int] = (512,),
+    decoder: Sequence[int] | None = None,
+    activation: str = "relu",
+    reconstruction: str = "bernoulli",
+    sigma: float = 0.1,
+) -> VariationalAutoencoder:
+    return VariationalAutoencoder(code, encoder, decoder, activation, reconstruction, sigma)

@@ -31,14 +31,14 @@ def assert_one_line(done, *fragments):
 
 
 BAD_TRAIN = [
-    (["model=nope"], "model=nope is not a choice; allowed: conv_deconv, conv_unpool, conv_unpool_deconv, deep"),
+    (["model=nope"], "model=nope is not a choice; allowed: contractive, conv_deconv, conv_unpool, conv_unpool_deconv, deep"),
     (["optimizer=rmsprop"], "allowed: adam, adamw, sgd"),
     (["dataset=cifar"], "allowed: fashion_mnist, kmnist, mnist, synthetic"),
     (["noise=speckle"], "noise=speckle is not a choice; allowed: gaussian, masking, none, salt_pepper"),
     (["noise=salt_pepper", "noise.level=1.5"], "it is a fraction of pixels, 0..1"),
     (["noise=gaussian", "noise.level=-0.1"], "noise.level=-0.1"),
     (["model=conv_unpool", "model.upsample=bilinear"], "allowed: unpool, deconv, unpool_deconv"),
-    (["experiment=nope"], "experiment=nope is not a choice; allowed: conv, deep_best, denoising, manifold, pca_vs_ae"),
+    (["experiment=nope"], "experiment=nope is not a choice; allowed: conv, deep_best, denoising, families, manifold, pca_vs_ae"),
     (["lr_schedule=step"], "allowed: constant, cosine"),
     (["logger=wandb"], "logger='wandb' is not a logger; allowed: csv, tensorboard"),
     (["augment_shift=9"], "augment_shift=9 is not allowed; it must be an integer from 0 to 4"),
@@ -48,6 +48,10 @@ BAD_TRAIN = [
     (["batch_size=-4"], "batch_size=-4"),
     (["optimizer.lr=0"], "optimizer.lr=0 is not allowed; it must be a finite number > 0"),
     (["sparsity=-1e-6"], "sparsity=-1e-06"),
+    (["contractive=-0.5"], "contractive=-0.5 is not allowed; it must be a finite number >= 0"),
+    (["model=vae", "model.beta=-1"], "model.beta=-1 is not allowed"),
+    (["model=vae", "model.reconstruction=poisson"], "allowed: bernoulli, gaussian"),
+    (["model=vae", "model.sigma=0"], "model.sigma=0 is not allowed; it must be a positive number"),
     (["model=shallow", "model.hidden=0"], "model.hidden=0"),
     (["model.output_activation=softplus"], "allowed: relu, sigmoid, tanh, none"),
     (["device=tpu"], "allowed: auto, cpu, cuda, mps"),

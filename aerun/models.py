@@ -6,7 +6,9 @@ so a model is rebuilt from its checkpoint alone.
 
 Every model maps images (B, 1, 28, 28) to `(reconstruction, code)` and has a
 `code_dim` attribute. A model with a `fit(images)` method is fitted in closed
-form (PCA) instead of trained by gradient descent.
+form (PCA) instead of trained by gradient descent; a model with a `posterior(images)`
+method is variational (its loss terms: aerun.objective). A family is a builder here, a
+preset in conf/model/ and, where it has one, its loss term in aerun.objective.
 """
 
 from __future__ import annotations

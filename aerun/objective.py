@@ -7,7 +7,7 @@ The one place for a model's own loss term. A run's objective is read from its co
 - `contractive` (any model with an encoder): `contractive * ||dh/dx||_F^2`, the squared
   Frobenius norm of the code's Jacobian with respect to the input, averaged over the batch;
   in closed form for a one-layer sigmoid encoder, by autograd otherwise;
-- `model.beta` (variational models only, default 1): `beta * KL(q(z|x) || N(0, I))` per image,
+- `beta` (variational models only, default 1): `beta * KL(q(z|x) || N(0, I))` per image,
   averaged over the batch.
 
 The reconstruction term is the mean squared error per pixel for a plain autoencoder and the
@@ -42,8 +42,7 @@ class Objective:
     @classmethod
     def of(cls, cfg: Mapping[str, Any]) -> "Objective":
         """The objective a training config declares (its weights are checked by aerun.validate.check_train)."""
-        return cls(float(cfg.get("sparsity", 0.0)), float(cfg.get("contractive", 0.0)),
-                   float(cfg["model"].get("beta", 1.0)))
+        return cls(float(cfg.get("sparsity", 0.0)), float(cfg.get("contractive", 0.0)), float(cfg.get("beta", 1.0)))
 
     def terms(self, model: nn.Module) -> tuple[str, ...]:
         """The names of the regularisers this objective adds for `model`, in TERMS order."""

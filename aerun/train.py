@@ -290,8 +290,8 @@ def health_warning(cfg: DictConfig, model: nn.Module, test_images: torch.Tensor,
         cause += f", or the sparsity penalty (sparsity={cfg.sparsity:g}) too strong"
     if cfg.get("contractive", 0):
         cause += f", or the contractive penalty (contractive={cfg.contractive:g}) too strong"
-    if "beta" in cfg.model and cfg.model.beta > 1:
-        cause += f", or the KL weight (model.beta={cfg.model.beta:g}) too strong"
+    if is_variational(model) and cfg.get("beta", 1.0) > 1:
+        cause += f", or the KL weight (beta={cfg.beta:g}) too strong"
     if cfg.noise.name != "none":
         cause += f", or the training noise (noise={cfg.noise.name}, level {cfg.noise.level:g}) too strong"
     model.eval()

@@ -123,8 +123,7 @@ def check_train(cfg: DictConfig) -> None:
     seed("seed", cfg.seed)
     number("sparsity", cfg.sparsity, minimum=0, inclusive=True)
     number("contractive", cfg.get("contractive", 0.0), minimum=0, inclusive=True)
-    if "beta" in cfg.model:
-        number("model.beta", cfg.model.beta, minimum=0, inclusive=True)
+    number("beta", cfg.get("beta", 1.0), minimum=0, inclusive=True)
     device(cfg.device)
     number("optimizer.lr", cfg.optimizer.lr, minimum=0, inclusive=False)
     check_optimizer(cfg)
@@ -140,4 +139,7 @@ def check_train(cfg: DictConfig) -> None:
     for key in ("hidden", "code", "k"):
         if key in cfg.model:
             positive_int(f"model.{key}", cfg.model[key])
-    build(cfg.model.builder, **builder_args(cfg.model))  # every builder argument, checked by its builder
+    model = build(cfg.model.builder, **builder_args(cfg.model))  # every builder argument, checked by its builder
+    if cfg.get("beta", 1.0) != 1.0 and not hasattr(model, "posterior"):
+        raise UserError(f"beta={cfg.beta:g} weights a variational model's KL term, and model={cfg.model.name} has none; "
+                        "use model=vae or model=vae2d, or drop beta")

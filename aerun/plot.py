@@ -21,10 +21,11 @@ from torch import nn
 from aerun import checkpoint as ckpt
 from aerun.data import load_split
 from aerun.errors import UserError
-from aerun.evaluate import (find_runs, fitted_pca, group_by_setting, is_sweep, job_labels, noisy_test_inputs,
+from aerun.evaluate import (encode, find_runs, fitted_pca, group_by_setting, is_sweep, job_labels, noisy_test_inputs,
                             reconstruct, setting_digest, without_seed)
 from aerun.models import PCA, ConvAutoencoder, MLPAutoencoder
 from aerun.noise import generator
+from aerun.objective import TERMS, is_variational
 from aerun.train import EPOCH_LOG, ITER_LOG
 
 FIGURES = "figures"
@@ -179,28 +180,47 @@ def loss_figures(histories: Sequence[tuple[str, Sequence[Path], bool]], out_dir:
     Each setting is (label, runs that differ only in their seed, trained on noisy inputs?): the
     line is the runs' mean and a band spans them. A run trained on noisy inputs has its training
     loss labelled so: it is the loss on corrupted inputs, while the test loss is on clean ones.
+    Each regulariser a run trains with (aerun.objective.TERMS) is drawn dotted beside its training
+    loss. A variational run's training terms are in nats per image, so they go on a second axis
+    (right); its test loss, like every run's, is the MSE per pixel (left).
     """
     it_fig, ep_fig = Figure(figsize=(7, 4), layout="constrained"), Figure(figsize=(7, 4), layout="constrained")
     it_ax, ep_ax = it_fig.subplots(), ep_fig.subplots()
-    trained = False
+    twins: dict[Any, Any] = {}  # an axis -> its right-hand axis in nats, made when first needed
+
+    def nats(ax) -> Any:
+        if ax not in twins:
+            twins[ax] = ax.twinx()
+            twins[ax].set_ylabel("variational training terms, nats per image")
+            twins[ax].set_yscale("log")
+        return twins[ax]
+
+    trained, regularised = False, False
     for label, runs, noisy in histories:
         iters = _curve(runs, ITER_LOG, "step", "loss")
         epochs = read_csv(runs[0] / EPOCH_LOG)
         if iters is None or epochs.get("epoch", [0])[-1] == 0:  # PCA: fitted, no training curve
             continue
         trained = True
-        line = _band(it_ax, *iters, "-", label + (" (noisy inputs)" if noisy else ""), lw=0.8)
+        terms = [t for t in TERMS if t in read_csv(runs[0] / ITER_LOG)]
+        variational, regularised = "kl" in terms, regularised or bool(terms)
+        it_train, ep_train = (nats(it_ax), nats(ep_ax)) if variational else (it_ax, ep_ax)
+        name = label + (" (noisy inputs)" if noisy else "") + (" reconstruction NLL" if variational else "")
+        line = _band(it_train, *iters, "-", name, lw=0.8)
+        for term in terms:
+            _band(it_train, *_curve(runs, ITER_LOG, "step", term), ":", f"{label} {term} term", line.get_color(), lw=0.8)
         train_curve, test_curve = _curve(runs, EPOCH_LOG, "epoch", "train_loss"), _curve(runs, EPOCH_LOG, "epoch", "test_loss")
-        _band(ep_ax, *train_curve, "o-", f"{label} train" + (" (noisy inputs)" if noisy else ""), line.get_color())
+        _band(ep_train, *train_curve, "o-", f"{name} train", line.get_color())
         _band(ep_ax, *test_curve, "s--", f"{label} test", line.get_color())
     if not trained:
         return []
     for ax, xlabel in ((it_ax, "iteration"), (ep_ax, "epoch")):
         ax.set_xlabel(xlabel)
-        ax.set_ylabel("reconstruction MSE per pixel")
+        ax.set_ylabel("reconstruction MSE per pixel" + (" (dotted: regularisers)" if regularised and ax is it_ax else ""))
         ax.set_yscale("log")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        handles = ax.get_legend_handles_labels()[0] + (twins[ax].get_legend_handles_labels()[0] if ax in twins else [])
+        ax.legend(handles=handles, fontsize=7)
     ep_ax.xaxis.get_major_locator().set_params(integer=True)
     it_ax.set_title("Training loss per iteration")
     ep_ax.set_title("Loss per epoch (train: mean over the epoch; test: at its end)")
@@ -334,6 +354,65 @@ def manifold_figures(model: Loaded, test, showcase: list[int], pixel_noise, code
     return written
 
 
+def samples_figure(model: Loaded, seed: int, out: Path, rows: int = 4, per_row: int = 10) -> Path | None:
+    """A variational model's digits from nothing: codes drawn from its prior N(0, I), decoded."""
+    m = model.model
+    if not is_variational(m):
+        return None
+    device = next(m.parameters()).device
+    gen = generator(seed, "cpu")  # drawn on the CPU: the same samples on every device
+    with torch.no_grad():
+        images = m.decode(torch.randn((rows * per_row, m.code_dim), generator=gen).to(device))
+    grid = [Row("" if r else "samples", images[r * per_row:(r + 1) * per_row]) for r in range(rows)]
+    return image_grid(grid, out, f"{model.label}: codes drawn from the prior N(0, I) of its {m.code_dim}-d code, decoded")
+
+
+def latent_map_figure(model: Loaded, test, out: Path, side: int = 15) -> Path | None:
+    """A 2-d code drawn whole: the test set's codes coloured by digit, beside images decoded over the same area."""
+    m = model.model
+    if m.code_dim != 2 or not hasattr(m, "decode"):
+        return None
+    codes = encode(m, test.images).cpu()
+    lo, hi = codes.quantile(0.005, dim=0), codes.quantile(0.995, dim=0)
+    fig = Figure(figsize=(12, 5.8), layout="constrained")
+    left, right = fig.subplots(1, 2)
+    points = left.scatter(codes[:, 0].numpy(), codes[:, 1].numpy(), c=test.labels.cpu().numpy(), cmap="tab10",
+                          vmin=-0.5, vmax=9.5, s=2, alpha=0.6, rasterized=True)
+    fig.colorbar(points, ax=left, ticks=range(10), label="digit")
+    left.set(xlim=(lo[0].item(), hi[0].item()), ylim=(lo[1].item(), hi[1].item()), xlabel="code 1", ylabel="code 2",
+             title=f"{len(codes):,} test digits' codes")
+    xs = torch.linspace(lo[0].item(), hi[0].item(), side)
+    ys = torch.linspace(hi[1].item(), lo[1].item(), side)  # top row: the highest code 2, as in the scatter
+    grid = torch.stack(torch.meshgrid(ys, xs, indexing="ij")[::-1], dim=-1).view(-1, 2)
+    with torch.no_grad():
+        images = m.decode(grid.to(next(m.parameters()).device)).cpu()[:, 0]
+    h, w = images.shape[-2:]
+    mosaic_image = images.view(side, side, h, w).permute(0, 2, 1, 3).reshape(side * h, side * w)
+    right.imshow(mosaic_image.numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest",
+                 extent=(lo[0].item(), hi[0].item(), lo[1].item(), hi[1].item()), aspect="auto")
+    right.set(xlabel="code 1", ylabel="code 2", title=f"decoded at a {side}x{side} grid of codes over the same area")
+    fig.suptitle(f"{model.label}: the 2-d code space (central 99 % of the test codes on each axis)", fontsize=10)
+    return _save(fig, out)
+
+
+def code_noise_figure(models: Sequence[Loaded], test, showcase: list[int], levels: Sequence[float], seed: int,
+                      out: Path, samples: int = 8) -> Path:
+    """Part 5's code-space moves for several models, one above the other: one digit, each model's code of it
+    plus noise at each level, decoded. Every model gets the same noise draw per level (its first code_dim numbers)."""
+    digit = test.images[showcase[2 % len(showcase)]]
+    rows = [Row("original", digit[None])]
+    for loaded in models:
+        m = loaded.model
+        with torch.no_grad():
+            code = m.encode(digit[None])
+            rows.append(Row(f"{loaded.label}: decoded", m.decode(code)))
+            for level in levels:
+                gen = generator(seed, "cpu")
+                noise = torch.randn((samples, code.shape[1]), generator=gen).to(code.device)
+                rows.append(Row(f"{loaded.label}: +{level:g}", m.decode(code + level * noise)))
+    return image_grid(rows, out, "Noise added to each model's code of one digit, then decoded")
+
+
 def ood_inputs(kind: str, data_dir: Path | str, device: str, seed: int, n: int = 10) -> tuple[str, torch.Tensor]:
     if kind not in OOD_KINDS:
         raise UserError(f"ood={kind!r} is not allowed; allowed: {', '.join(OOD_KINDS)}")
@@ -411,6 +490,8 @@ def plot(
             written += figures_for([m], out, [[m]])
         written.append(conv_filters_figure(m, out / "conv_filters.png"))
         written += manifold_figures(m, test, showcase, pixel_noise, code_noise, seed, out)
+        written.append(samples_figure(m, seed, out / "samples.png"))
+        written.append(latent_map_figure(m, test, out / "latent_map.png"))
     if len(loaded) > 1:
         written += figures_for(models, path / FIGURES, groups)
     return [p for p in written if p is not None]

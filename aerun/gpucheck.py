@@ -24,7 +24,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-RESUME_PRESETS = ("deep", "shallow", "sparse", "manifold", "conv_unpool", "conv_deconv", "conv_unpool_deconv")
+RESUME_PRESETS = ("deep", "shallow", "sparse", "manifold", "conv_unpool", "conv_deconv", "conv_unpool_deconv",
+                  "vae", "contractive")
 
 
 def no_cuda_line() -> str | None:

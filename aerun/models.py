@@ -144,6 +144,13 @@ def pca(k: int = 30) -> PCA:
 # --------------------------------------------------------------------------- MLP
 
 
+def check_widths(code: Any, encoder: Sequence[Any], decoder: Sequence[Any]) -> None:
+    for key, widths in (("model.encoder", encoder), ("model.decoder", decoder), ("model.code", [code])):
+        bad = [w for w in widths if not isinstance(w, int) or w <= 0]
+        if bad:
+            raise UserError(f"{key} has width {bad[0]!r}; layer widths are positive integers")
+
+
 class MLPAutoencoder(nn.Module):
     """Fully connected autoencoder: in - encoder... - code - decoder... - in."""
 
@@ -161,10 +168,7 @@ class MLPAutoencoder(nn.Module):
         self.in_shape = tuple(in_shape)
         dim = math.prod(self.in_shape)
         decoder = tuple(reversed(encoder)) if decoder is None else tuple(decoder)
-        for key, widths in (("model.encoder", encoder), ("model.decoder", decoder), ("model.code", [code])):
-            bad = [w for w in widths if not isinstance(w, int) or w <= 0]
-            if bad:
-                raise UserError(f"{key} has width {bad[0]!r}; layer widths are positive integers")
+        check_widths(code, encoder, decoder)
         self.code_dim = code
         self.encoder = self._stack([dim, *encoder, code], activation_name, code_activation, "model.code_activation")
         self.decoder = self._stack([code, *decoder, dim], activation_name, output_activation, "model.output_activation")
@@ -383,10 +387,7 @@ class VariationalAutoencoder(nn.Module):
         decoder = tuple(reversed(encoder)) if decoder is None else tuple(decoder)
         if not encoder:
             raise UserError("model.encoder is empty; a VAE needs at least one hidden layer before its code")
-        for key, widths in (("model.encoder", encoder), ("model.decoder", decoder), ("model.code", [code])):
-            bad = [w for w in widths if not isinstance(w, int) or isinstance(w, bool) or w <= 0]
-            if bad:
-                raise UserError(f"{key} has width {bad[0]!r}; layer widths are positive integers")
+        check_widths(code, encoder, decoder)
         self.code_dim = code
         self.body = MLPAutoencoder._stack([dim, *encoder], activation_name, activation_name, "model.activation")
         self.mean = nn.Linear(encoder[-1], code)

@@ -405,11 +405,11 @@ def code_noise_figure(models: Sequence[Loaded], test, showcase: list[int], level
         m = loaded.model
         with torch.no_grad():
             code = m.encode(digit[None])
-            rows.append(Row(f"{loaded.label}: decoded", m.decode(code)))
+            rows.append(Row(f"{loaded.label}\ndecoded", m.decode(code)))
             for level in levels:
                 gen = generator(seed, "cpu")
                 noise = torch.randn((samples, code.shape[1]), generator=gen).to(code.device)
-                rows.append(Row(f"{loaded.label}: +{level:g}", m.decode(code + level * noise)))
+                rows.append(Row(f"{loaded.label}\n+ noise {level:g}", m.decode(code + level * noise)))
     return image_grid(rows, out, "Noise added to each model's code of one digit, then decoded")
 
 

@@ -43,6 +43,8 @@ def test_the_report_answers_every_part_with_figures_that_exist(full_report):
     for part in ASSIGNMENT:
         assert f"## {part.title}" in markdown
     assert "## Beyond the assignment" in markdown and "aerun report beyond=true" in markdown
+    families = markdown.split("## Beyond the assignment: the variational and the contractive autoencoder")[1]
+    assert "These models are not trained yet: `aerun report beyond=true` trains them" in families
     figures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)
     assert len(figures) >= 15
     missing = [f for f in figures if not (root / f).is_file()]
@@ -107,6 +109,10 @@ def test_chosen_parts_train_what_the_sections_compare_against():
     assert [p.key for p in written] == ["sparse"] and [p.key for p in trained] == ["standard", "sparse"]
     _, trained = chosen_parts(["beyond"], beyond=True)
     assert [p.key for p in trained] == ["pca_vs_ae", "standard", "beyond"]
+    written, trained = chosen_parts(["families"], beyond=False)
+    assert [p.key for p in written] == ["families"] and [p.key for p in trained] == ["pca_vs_ae", "standard"]
+    _, trained = chosen_parts(["families"], beyond=True)
+    assert [p.key for p in trained] == ["pca_vs_ae", "standard", "families"]
     with pytest.raises(UserError, match="allowed: pca_vs_ae"):
         chosen_parts(["nope"], beyond=False)
 
@@ -147,3 +153,23 @@ def test_moves_are_judged_against_real_digits_distance_to_the_training_set():
     assert notes[0].startswith("Code noise 0.1: 10 ± 1.4 from the nearest training digit, within that range in 1 of 2")
     assert notes[1].startswith("Code noise 500: 1.15e+06 ± 7.1e+04") and "farther from every training digit" in notes[1]
     assert "as near to a training digit as 95 % of real test digits are" in manifold_notes([0.1], [[9.0]], 10.0, "x")[0]
+
+
+def test_the_families_section_compares_plain_variational_and_contractive(aerun_exe, tmp_path):
+    root = tmp_path / "r"
+    done = report(aerun_exe, root, "parts=[families]", "beyond=true")
+    assert done.returncode == 0, done.stderr
+    assert "part 3/3 families" in done.stdout
+    markdown = (root / "report.md").read_text()
+    section = markdown.split("## Beyond the assignment: the variational and the contractive autoencoder")[1]
+    sweep = json.loads((root / "runs" / "families" / "eval.json").read_text())
+    vae = next(j for j in sweep["jobs"] if j["model"]["name"] == "vae")
+    row = next(line for line in section.splitlines() if line.startswith("| VAE |"))
+    assert f"| {vae['model']['sse_per_image']:.4g} |" in row
+    for name in ("| deep AE |", "| shallow AE 128 |", "| contractive AE 128 |"):
+        assert any(line.startswith(name) for line in section.splitlines()), name
+    assert f"negative ELBO {vae['model']['variational']['negative_elbo']:.4g} nats" in section
+    assert "| 500 |" in section and "Code noise 500: In this run" in section
+    figures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", section)
+    assert {Path(f).name for f in figures} >= {"code_noise.png", "samples.png", "latent_map.png"}
+    assert all((root / f).is_file() for f in figures)

@@ -13,13 +13,13 @@ from typing import Sequence
 from aerun.stats import Spread, resolved, welch_p
 
 
-def error_ratio(lose: str, worse: float, win: str, better: float) -> str:
+def error_ratio(lose: str, worse: float, win: str, better: float, noun: str = "error") -> str:
     """'B's error is 2.5 times A's' (at least 1.5 times), else 'B's error is 14 % larger'."""
     if better <= 0:
-        return f"{lose}'s error is larger"
+        return f"{lose}'s {noun} is larger"
     if worse >= 1.5 * better:
-        return f"{lose}'s error is {worse / better:.1f} times {win}'s"
-    return f"{lose}'s error is {100 * (worse / better - 1):.2g} % larger"
+        return f"{lose}'s {noun} is {worse / better:.1f} times {win}'s"
+    return f"{lose}'s {noun} is {100 * (worse / better - 1):.2g} % larger"
 
 
 def _p(a: Spread, b: Spread) -> str:
@@ -28,8 +28,11 @@ def _p(a: Spread, b: Spread) -> str:
 
 
 def compare(name_a: str, a: Spread, name_b: str, b: Spread, what: str = "SSE/image",
-            higher_is_better: bool = False, unit: str = "") -> str:
-    """One sentence: which of a and b is better, and whether the seeds resolve it."""
+            higher_is_better: bool = False, unit: str = "", noun: str = "error") -> str:
+    """One sentence: which of a and b is better, and whether the seeds resolve it.
+
+    `noun` names what a lower-is-better ratio compares ("B's error is 2.5 times A's").
+    """
     fmt = (lambda s: f"{100 * s.mean:.1f} %" + (f" ± {100 * s.sd:.1f}" if s.sd else "")) if unit == "%" else \
         (lambda s: s.text())
     (win, w), (lose, lw) = sorted(((name_a, a), (name_b, b)), key=lambda t: -t[1].mean if higher_is_better else t[1].mean)
@@ -38,7 +41,7 @@ def compare(name_a: str, a: Spread, name_b: str, b: Spread, what: str = "SSE/ima
         margin = f"{100 * (w.mean - lw.mean):.1f} points" if unit == "%" else f"{w.mean - lw.mean:.3g}"
         better = f"the higher {what}"
     else:
-        margin = error_ratio(lose, lw.mean, win, w.mean)
+        margin = error_ratio(lose, lw.mean, win, w.mean, noun)
         better = f"the lower {what}"
     if n < 2:
         if w.mean == lw.mean:

@@ -50,7 +50,11 @@ BEYOND = Part("beyond", "Beyond the assignment", (
     Sweep("deep_best", "deep_best"),
     Sweep("standard_best", "standard_best"),
 ), needs=("pca_vs_ae", "standard"))
-PARTS = {p.key: p for p in (*ASSIGNMENT, BEYOND)}
+FAMILIES = Part("families", "Beyond the assignment: the variational and the contractive autoencoder", (
+    Sweep("families", "families"),
+), needs=("pca_vs_ae", "standard"))
+EXTRA = (BEYOND, FAMILIES)  # trained only with beyond=true
+PARTS = {p.key: p for p in (*ASSIGNMENT, *EXTRA)}
 
 
 def chosen_parts(keys: Sequence[str], beyond: bool) -> tuple[list[Part], list[Part]]:
@@ -60,7 +64,7 @@ def chosen_parts(keys: Sequence[str], beyond: bool) -> tuple[list[Part], list[Pa
         raise UserError(f"parts has {unknown[0]!r}; allowed: {', '.join(PARTS)}")
     written = [PARTS[k] for k in PARTS if k in keys]
     needed = {k for p in written for k in (p.key, *p.needs)}
-    trained = [p for p in PARTS.values() if p.key in needed and (p is not BEYOND or beyond)]
+    trained = [p for p in PARTS.values() if p.key in needed and (p not in EXTRA or beyond)]
     return written, trained
 
 
@@ -154,7 +158,7 @@ def plan_sweep(sweep: Sweep, extra: Sequence[str], runs_dir: Path, seeds: list[i
 # what it logs besides its CSVs, and how long it trains (more epochs resume the run).
 REUSABLE_CHANGES = ("paths", "device", "epochs", "logger")
 # Keys newer than some checkpoints, with the value that means "as before the key existed".
-NEW_KEY_DEFAULTS = {"augment_shift": 0, "logger": "csv"}
+NEW_KEY_DEFAULTS = {"augment_shift": 0, "logger": "csv", "contractive": 0.0, "beta": 1.0}
 
 
 def first_difference(stored: Any, wanted: Any, prefix: str = "") -> str | None:

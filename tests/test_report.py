@@ -159,17 +159,20 @@ def test_the_families_section_compares_plain_variational_and_contractive(aerun_e
     root = tmp_path / "r"
     done = report(aerun_exe, root, "parts=[families]", "beyond=true")
     assert done.returncode == 0, done.stderr
-    assert "part 3/3 families" in done.stdout
+    assert "part 3/3 families" in done.stdout and "job 10/10" in done.stdout  # 2 + 3 + (3 + 1 + 1) jobs
     markdown = (root / "report.md").read_text()
     section = markdown.split("## Beyond the assignment: the variational and the contractive autoencoder")[1]
     sweep = json.loads((root / "runs" / "families" / "eval.json").read_text())
     vae = next(j for j in sweep["jobs"] if j["model"]["name"] == "vae")
     row = next(line for line in section.splitlines() if line.startswith("| VAE |"))
     assert f"| {vae['model']['sse_per_image']:.4g} |" in row
-    for name in ("| deep AE |", "| shallow AE 128 |", "| contractive AE 128 |"):
+    for name in ("| deep AE (part 1) |", "| VAE twin |", "| shallow AE 128 |",
+                 "| contractive twin |", "| contractive AE 128 |"):
         assert any(line.startswith(name) for line in section.splitlines()), name
     assert f"negative ELBO {vae['model']['variational']['negative_elbo']:.4g} nats" in section
     assert "| 500 |" in section and "Code noise 500: In this run" in section
+    twin = json.loads((root / "runs" / "vae_twin" / "eval.json").read_text())
+    assert twin["jobs"][0]["model"]["code_dim"] == vae["model"]["code_dim"] == 30
     figures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", section)
     assert {Path(f).name for f in figures} >= {"code_noise.png", "samples.png", "latent_map.png"}
     assert all((root / f).is_file() for f in figures)

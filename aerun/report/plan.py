@@ -52,6 +52,8 @@ BEYOND = Part("beyond", "Beyond the assignment", (
 ), needs=("pca_vs_ae", "standard"))
 FAMILIES = Part("families", "Beyond the assignment: the variational and the contractive autoencoder", (
     Sweep("families", "families"),
+    Sweep("vae_twin", "vae_twin"),
+    Sweep("contractive_twin", "contractive_twin"),
 ), needs=("pca_vs_ae", "standard"))
 EXTRA = (BEYOND, FAMILIES)  # trained only with beyond=true
 PARTS = {p.key: p for p in (*ASSIGNMENT, *EXTRA)}

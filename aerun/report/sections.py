@@ -7,6 +7,7 @@ Every number is a Spread over the report's seeds; every comparison goes through
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from aerun import checkpoint as ckpt
@@ -18,7 +19,7 @@ from aerun.report.claims import compare, is_better, trend
 from aerun.report.measure import (Context, add_figures, code_contraction, code_scale, epoch_spread, figures,
                                   history, manifold_distances, noisy_input_errors, ood_errors, pooling_side_channel,
                                   seconds_per_epoch, split_of, spread)
-from aerun.report.plan import BEYOND, Setting
+from aerun.report.plan import BEYOND, FAMILIES, Setting
 from aerun.stats import Spread
 
 
@@ -390,11 +391,6 @@ def part_beyond(doc: Document, ctx: Context) -> None:
     def minutes(s: Setting) -> str:
         return f"{sum(sum(history(run).get('seconds', [])) for run in s.runs) / len(s.runs) / 60:.1f} min"
 
-    doc.text("Deep AE: part 1's 784-512-256-128-30 AE (ReLU code and output). VAE: `model=vae`, "
-             "784-512-(mean, log-variance)-30-512-784, sigmoid output, Bernoulli likelihood. "
-             + (f"Shallow AE {rows[2][1].cfg.model.code}: part 2's one-layer ReLU AE of that width. " if len(rows) == 4 else "")
-             + "Contractive AE: `model=contractive`, one layer of sigmoid units, sigmoid output, "
-             f"contractive={rows[-1][1].cfg.contractive:g}, Adam at {rows[-1][1].cfg.optimizer.lr:g}.")
     doc.table(["model", "code", "epochs", "SSE/image", "PSNR (dB)", "probe accuracy", "training time"], [
         [pca_name(k), k, "-", sse(deep, "pca").text(), spread(deep, "pca", "psnr_db").text(), pct(probe(deep, "pca")),
          "-"],
@@ -426,16 +422,31 @@ def part_beyond(doc: Document, ctx: Context) -> None:
 CODE_NOISE = (0.1, 0.5, 0.8, 500.0)  # part 5's levels
 
 
-def family_rows(ctx: Context) -> list[tuple[str, Setting]]:
-    """The plain, variational and contractive AEs side by side: each new family beside its plain counterpart."""
+@dataclass
+class Family:
+    """One row of the comparison: its name in the tables, its setting, the plain twin it is compared with
+    (the same layers, output and optimiser without the family's own part), and a reference from the assignment."""
+
+    name: str
+    setting: Setting
+    against: str | None = None
+    reference: str | None = None
+
+
+def family_rows(ctx: Context) -> list[Family]:
+    """Each new family beside its plain twin, and beside the assignment's model of its code size: the VAE
+    beside part 1's deep AE, the contractive AE beside part 2's AE of its width."""
     by_name = {s.cfg.model.name: s for s in ctx.settings["families"]}
     deep = next(s for s in ctx.settings["pca_vs_ae"] if s.cfg.model.builder != "pca")
     contractive = by_name["contractive"]
     width = contractive.cfg.model.code
     shallow = [s for s in ctx.settings["standard"] if s.cfg.model.code == width]
-    rows = [("deep AE", deep), ("VAE", by_name["vae"])]
-    rows += [(f"shallow AE {width}", shallow[0])] if shallow else []
-    return [*rows, (f"contractive AE {width}", contractive)]
+    shallow_name = f"shallow AE {width}" if shallow else None
+    return [Family("deep AE (part 1)", deep), Family("VAE twin", ctx.settings["vae_twin"][0]),
+            Family("VAE", by_name["vae"], "VAE twin", "deep AE (part 1)"),
+            *([Family(shallow_name, shallow[0])] if shallow else []),
+            Family("contractive twin", ctx.settings["contractive_twin"][0]),
+            Family(f"contractive AE {width}", contractive, "contractive twin", shallow_name)]
 
 
 def level_summary(name: str, levels: Sequence[float], distances: Sequence[Sequence[float]], p95: float) -> str:
@@ -456,93 +467,106 @@ def part_families(doc: Document, ctx: Context) -> None:
              "(`model=contractive`) is built so that its code barely moves when the input moves off the data: "
              "its loss adds the squared norm of the code's Jacobian. What do they cost in reconstruction, what "
              "do their codes tell a linear probe, and where does noise in their codes decode to?")
-    planned = [job for s in ctx.settings.get("families", []) for job in s.jobs]
+    planned = [job for sweep in FAMILIES.sweeps for s in ctx.settings.get(sweep.name, []) for job in s.jobs]
     if not planned or not all((job.run_dir / ckpt.CHECKPOINT).exists() for job in planned):
-        doc.text("These models are not trained yet: `aerun report beyond=true` trains them (about 2 minutes on a "
+        doc.text("These models are not trained yet: `aerun report beyond=true` trains them (about 3 minutes on a "
                  "2-core CPU) and later reports reuse them.")
         return
-    ctx.sweep("families")  # the sweep's eval.json and eval.md
+    for sweep in FAMILIES.sweeps:
+        ctx.sweep(sweep.name)  # the sweeps' eval.json and eval.md
     rows = family_rows(ctx)
-    results = {name: ctx.results(s) for name, s in rows}
-    scale = {name: Spread.of(code_scale(ctx, s.runs)) for name, s in rows}
-    jacobian = {name: Spread.of(code_contraction(ctx, s.runs)) for name, s in rows}
-    doc.text("Deep AE: part 1's 784-512-256-128-30 AE (ReLU code and output). VAE: `model=vae`, "
-             "784-512-(mean, log-variance)-30-512-784, sigmoid output, Bernoulli likelihood. "
-             + (f"Shallow AE {rows[2][1].cfg.model.code}: part 2's one-layer ReLU AE of that width. " if len(rows) == 4 else "")
+    by = {f.name: f for f in rows}
+    results = {f.name: ctx.results(f.setting) for f in rows}
+    scale = {f.name: Spread.of(code_scale(ctx, f.setting.runs)) for f in rows}
+    jacobian = {f.name: Spread.of(code_contraction(ctx, f.setting.runs)) for f in rows}
+    contractive = rows[-1].setting.cfg
+    doc.text("Deep AE: part 1's 784-512-256-128-30 AE, ReLU code and output, Adam 3e-4. VAE: `model=vae`, "
+             "784-512-(mean, log-variance)-30-512-784, Bernoulli likelihood, beta 1, Adam 1e-3. VAE twin: "
+             "`experiment=vae_twin`, a plain AE with the same layers, code size, sigmoid output and optimiser, "
+             "a linear code, trained on the MSE. "
+             + (f"Shallow AE {rows[-1].setting.cfg.model.code}: part 2's one-layer ReLU AE of that width. "
+                if rows[-1].reference else "")
              + "Contractive AE: `model=contractive`, one layer of sigmoid units, sigmoid output, "
-             f"contractive={rows[-1][1].cfg.contractive:g}, Adam at {rows[-1][1].cfg.optimizer.lr:g}.")
+             f"contractive={contractive.contractive:g}, Adam at {contractive.optimizer.lr:g}. Contractive twin "
+             "(`experiment=contractive_twin`): the same without the penalty. Each family is compared with its "
+             "twin, so that a difference is the family's own part.")
     doc.table(["model", "code", "epochs", "SSE/image", "probe accuracy", "code unit sd", "‖∂h/∂x‖²_F",
                "s/epoch"], [
-        [name, r[0]["model"]["code_dim"], r[0]["epoch"], sse(r).text(), pct(probe(r)), scale[name].text(3),
-         jacobian[name].text(3), seconds_per_epoch(s)] for (name, s), r in zip(rows, results.values())])
+        [f.name, results[f.name][0]["model"]["code_dim"], results[f.name][0]["epoch"], sse(results[f.name]).text(),
+         pct(probe(results[f.name])), scale[f.name].text(3), jacobian[f.name].text(3), seconds_per_epoch(f.setting)]
+        for f in rows])
     doc.text("Code unit sd: the standard deviation of a code unit over the test digits, averaged over the units "
              "(the scale the noise levels below are added at). ‖∂h/∂x‖²_F: the squared Frobenius norm of the "
              "code's Jacobian with respect to the input pixels, mean over 1,000 test digits (the contractive "
              "penalty, unweighted). The VAE's code is its posterior mean.")
-    names = [name for name, _ in rows]
-    plain, vae = names[0], names[1]
-    contractive = names[-1]
-    notes = [compare(vae, sse(results[vae]), plain, sse(results[plain])),
-             probe_note(vae, probe(results[vae]), plain, probe(results[plain]),
-                        spread(results[vae], "pixels_probe_accuracy"), "Probe:")]
-    if len(rows) == 4:
-        shallow = names[2]
-        notes += [compare(contractive, sse(results[contractive]), shallow, sse(results[shallow])),
-                  compare(contractive, jacobian[contractive], shallow, jacobian[shallow], "‖∂h/∂x‖²_F",
-                          noun="Jacobian norm"),
-                  probe_note(contractive, probe(results[contractive]), shallow, probe(results[shallow]),
-                             spread(results[contractive], "pixels_probe_accuracy"), "Probe:")]
-    v = [r["model"]["variational"] for r in results[vae]]
+    pairs = [(f.name, f.against) for f in rows if f.against]
+    pixels = spread(results["VAE"], "pixels_probe_accuracy")
+    notes = []
+    for new, old in pairs:
+        notes += [compare(new, sse(results[new]), old, sse(results[old])),
+                  compare(new, jacobian[new], old, jacobian[old], "‖∂h/∂x‖²_F", noun="Jacobian norm"),
+                  probe_note(new, probe(results[new]), old, probe(results[old]), pixels, "Probe:")]
+    for f in rows:
+        if f.reference:
+            notes.append(f"Against {f.reference}, for reference: " + compare(
+                f.name, sse(results[f.name]), f.reference, sse(results[f.reference])))
+    v = [r["model"]["variational"] for r in results["VAE"]]
     terms = {k: Spread.of([x[k] for x in v]) for k in ("kl", "reconstruction_nll", "negative_elbo", "active_units")}
     notes.append(f"The VAE's terms on the test split, per image ({v[0]['reconstruction']} likelihood): KL "
                  f"{terms['kl'].text(3)} nats, reconstruction NLL {terms['reconstruction_nll'].text(4)} nats, "
                  f"negative ELBO {terms['negative_elbo'].text(4)} nats; {terms['active_units'].text(3)} of its "
-                 f"{results[vae][0]['model']['code_dim']} code units are active (posterior-mean variance > 0.01).")
+                 f"{results['VAE'][0]['model']['code_dim']} code units are active (posterior-mean variance > 0.01).")
     doc.items(notes)
 
-    distances = {name: manifold_distances(ctx, s, [], CODE_NOISE) for name, s in rows}
-    own = {name: manifold_distances(ctx, s, [], [scale[name].mean]) for name, s in rows}  # noise at the code's scale
-    d0 = next(iter(distances.values()))
+    distances = {f.name: manifold_distances(ctx, f.setting, [], CODE_NOISE) for f in rows}
+    own = {f.name: manifold_distances(ctx, f.setting, [], [scale[f.name].mean]) for f in rows}  # at the code's scale
+    d0 = distances[rows[0].name]
+
+    def at(name: str, i: int, table=distances) -> Spread:
+        return Spread.of([seed[i] for seed in table[name].code])
+
     doc.text("Noise in the code, as in part 5: one test digit's code plus Gaussian noise at each level, decoded, "
              "and the decoded image's SSE to the nearest of the training digits (mean of 100 draws), beside the "
              f"same distance for 1,000 real test digits: median {d0.test_median:.1f}, 95th percentile "
-             f"{d0.test_p95:.1f}.")
-    doc.table(["code noise", *names], [
-        [level, *[Spread.of([seed[i] for seed in distances[n].code]).text(3) for n in names]]
-        for i, level in enumerate(CODE_NOISE)] + [
-        ["the code's own unit sd", *[f"{Spread.of([seed[0] for seed in own[n].code]).text(3)} (at {scale[n].mean:.3g})"
-                                     for n in names]]])
-    notes = [level_summary(name, CODE_NOISE, distances[name].code, d0.test_p95) for name in names]
-    for i, level in enumerate(CODE_NOISE):
-        a, b = (Spread.of([seed[i] for seed in distances[n].code]) for n in (vae, plain))
-        notes.append(f"Code noise {level:g}: " + compare(vae, a, plain, b, "distance to the nearest training digit",
-                                                         noun="distance"))
-    pairs = [(vae, plain), *([(contractive, names[2])] if len(rows) == 4 else [])]
-    for new_family, counterpart in pairs:
-        a, b = (Spread.of([seed[0] for seed in own[n].code]) for n in (new_family, counterpart))
-        notes.append("Noise as large as each code's own spread: " + compare(
-            new_family, a, counterpart, b, "distance to the nearest training digit", noun="distance"))
-    bounded = [n for n, st in rows if st.cfg.model.builder == "vae" or st.cfg.model.get("output_activation") == "sigmoid"]
+             f"{d0.test_p95:.1f}. The last row adds noise as large as each code's own unit sd.")
+    doc.table(["code noise", *by], [[level, *[at(n, i).text(3) for n in by]] for i, level in enumerate(CODE_NOISE)]
+              + [["the code's own unit sd", *[f"{at(n, 0, own).text(3)} (at {scale[n].mean:.3g})" for n in by]]])
+    notes = [level_summary(f.name, CODE_NOISE, distances[f.name].code, d0.test_p95) for f in rows]
+    what = "distance to the nearest training digit"
+    for new, old in pairs:
+        for i, level in enumerate(CODE_NOISE):
+            notes.append(f"Code noise {level:g}: " + compare(new, at(new, i), old, at(old, i), what, noun="distance"))
+        notes.append("Noise as large as each code's own spread: "
+                     + compare(new, at(new, 0, own), old, at(old, 0, own), what, noun="distance"))
+    bounded = [f.name for f in rows
+               if f.setting.cfg.model.builder == "vae" or f.setting.cfg.model.get("output_activation") == "sigmoid"]
     if bounded:
-        pixels = math.prod(IMAGE_SHAPE)
-        notes.append(f"{' and '.join(bounded)} end in a sigmoid: any two images in [0, 1] are at most {pixels} apart, "
-                     "which bounds their distances at every noise level; an output without a bound has none.")
+        notes.append(f"{', '.join(bounded)} end in a sigmoid: any two images in [0, 1] are at most "
+                     f"{math.prod(IMAGE_SHAPE)} apart, which bounds their distances at every noise level; an output "
+                     "without a bound has none.")
     doc.items(notes)
+
     path = figures(ctx, "families")
     from aerun.plot import code_noise_figure, load
 
-    loaded = [load(s.first.run_dir, name, ctx.device) for name, s in rows]
-    test = split_of(ctx, rows[0][1].cfg.dataset)
-    code_noise_figure(loaded, test, [int(i) for i in rows[0][1].cfg.dataset.showcase], CODE_NOISE,
-                      ctx.cfg.noise_seed, path / "figures" / "code_noise.png")
-    add_figures(doc, ctx, path, [("code_noise.png", "Part 5's code noise, each model: the VAE beside the plain AE"),
-                                 ("reconstructions.png", "Showcase digits: VAE, 2-d VAE, contractive AE")])
-    by_name = {s.cfg.model.name: s for s in ctx.settings["families"]}
-    add_figures(doc, ctx, by_name["vae"].first.run_dir, [("samples.png", "The VAE: codes drawn from N(0, I), decoded")])
-    vae2d = ctx.results(by_name["vae2d"])
+    dataset = rows[0].setting.cfg.dataset
+    groups = {"code_noise.png": [rows[0], *(f for f in rows if f.name in ("VAE twin", "VAE"))],
+              "code_noise_contractive.png": [f for f in rows[3:]]}
+    for name, group in groups.items():
+        code_noise_figure([load(f.setting.first.run_dir, f.name, ctx.device) for f in group], split_of(ctx, dataset),
+                          [int(i) for i in dataset.showcase], CODE_NOISE, ctx.cfg.noise_seed, path / "figures" / name)
+    add_figures(doc, ctx, path, [
+        ("code_noise.png", "Part 5's code noise: one digit's code plus noise, decoded — the VAE beside the plain AEs "
+                           "(the same draws for every model)"),
+        ("code_noise_contractive.png", "The same for the contractive AE, its twin and part 2's AE"),
+        ("reconstructions.png", "Showcase digits: VAE, 2-d VAE, contractive AE")])
+    variational = {s.cfg.model.name: s for s in ctx.settings["families"]}
+    add_figures(doc, ctx, variational["vae"].first.run_dir, [("samples.png", "The VAE: codes drawn from N(0, I), "
+                                                                             "decoded")])
+    vae2d = ctx.results(variational["vae2d"])
     doc.text(f"The 2-d VAE reconstructs with SSE/image {sse(vae2d).text()}; its probe reads {pct(probe(vae2d))} "
              "from two numbers. Its whole code space:")
-    add_figures(doc, ctx, by_name["vae2d"].first.run_dir, [
+    add_figures(doc, ctx, variational["vae2d"].first.run_dir, [
         ("latent_map.png", "The 2-d VAE: test codes coloured by digit, and images decoded over the same area"),
         ("samples.png", "The 2-d VAE: codes drawn from N(0, I), decoded")])
 

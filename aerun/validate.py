@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 from aerun import noise
 from aerun.errors import UserError
 from aerun.models import build, builder_args
+from aerun.objective import is_variational
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 MAX_SHIFT = 4
@@ -140,6 +141,6 @@ def check_train(cfg: DictConfig) -> None:
         if key in cfg.model:
             positive_int(f"model.{key}", cfg.model[key])
     model = build(cfg.model.builder, **builder_args(cfg.model))  # every builder argument, checked by its builder
-    if cfg.get("beta", 1.0) != 1.0 and not hasattr(model, "posterior"):
+    if cfg.get("beta", 1.0) != 1.0 and not is_variational(model):
         raise UserError(f"beta={cfg.beta:g} weights a variational model's KL term, and model={cfg.model.name} has none; "
                         "use model=vae or model=vae2d, or drop beta")

@@ -19,7 +19,7 @@ from aerun.report.claims import compare, is_better, trend
 from aerun.report.measure import (Context, add_figures, code_contraction, code_scale, epoch_spread, figures,
                                   history, manifold_distances, noisy_input_errors, ood_errors, pooling_side_channel,
                                   seconds_per_epoch, split_of, spread)
-from aerun.report.plan import BEYOND, FAMILIES, Setting
+from aerun.report.plan import BEYOND, FAMILIES, Part, Setting
 from aerun.stats import Spread
 
 
@@ -372,15 +372,22 @@ def part_conv(doc: Document, ctx: Context) -> None:
 # --------------------------------------------------------------------------- beyond
 
 
+def not_trained_yet(doc: Document, ctx: Context, part: Part, how_long: str) -> bool:
+    """A part trained only with beyond=true, not trained: say how to train it, and return True."""
+    planned = [job for sweep in part.sweeps for s in ctx.settings.get(sweep.name, []) for job in s.jobs]
+    if planned and all((job.run_dir / ckpt.CHECKPOINT).exists() for job in planned):
+        return False
+    doc.text(f"These models are not trained yet: `aerun report beyond=true` trains them ({how_long}) and later "
+             "reports reuse them.")
+    return True
+
+
 def part_beyond(doc: Document, ctx: Context) -> None:
     doc.text("The assignment's settings (ReLU on the code and the output, 10 epochs at a fixed learning rate) "
              "are not how an autoencoder is trained today. The same comparisons with a linear code, a sigmoid "
              "output, more epochs and a cosine learning-rate schedule (`conf/experiment/deep_best.yaml`, "
              "`standard_best.yaml`):")
-    planned = [job for sweep in BEYOND.sweeps for s in ctx.settings.get(sweep.name, []) for job in s.jobs]
-    if not planned or not all((job.run_dir / ckpt.CHECKPOINT).exists() for job in planned):
-        doc.text("These models are not trained yet: `aerun report beyond=true` trains them (the 30-d deep AE "
-                 "alone takes about 25 minutes on a 2-core CPU) and later reports reuse them.")
+    if not_trained_yet(doc, ctx, BEYOND, "the 30-d deep AE alone takes about 25 minutes on a 2-core CPU"):
         return
     best_setting = ctx.settings["deep_best"][0]
     deep = ctx.sweep("deep_best")[0]
@@ -467,10 +474,7 @@ def part_families(doc: Document, ctx: Context) -> None:
              "(`model=contractive`) is built so that its code barely moves when the input moves off the data: "
              "its loss adds the squared norm of the code's Jacobian. What do they cost in reconstruction, what "
              "do their codes tell a linear probe, and where does noise in their codes decode to?")
-    planned = [job for sweep in FAMILIES.sweeps for s in ctx.settings.get(sweep.name, []) for job in s.jobs]
-    if not planned or not all((job.run_dir / ckpt.CHECKPOINT).exists() for job in planned):
-        doc.text("These models are not trained yet: `aerun report beyond=true` trains them (about 3 minutes on a "
-                 "2-core CPU) and later reports reuse them.")
+    if not_trained_yet(doc, ctx, FAMILIES, "about 3 minutes on a 2-core CPU"):
         return
     for sweep in FAMILIES.sweeps:
         ctx.sweep(sweep.name)  # the sweeps' eval.json and eval.md

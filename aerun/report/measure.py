@@ -218,32 +218,23 @@ def pooling_side_channel(model: torch.nn.Module) -> dict[str, int] | None:
     return {"indices": indices, "bits": indices * (side * side - 1).bit_length(), "code": model.code_dim}
 
 
-def code_scale(ctx: Context, runs: Sequence[Path]) -> list[float]:
-    """Per run: the standard deviation of each code unit over the test split, averaged over the units.
 
-    The yardstick for a code-noise level: noise 0.5 is small beside a code whose units spread by 10
-    and large beside one whose units live in [0, 1].
+def code_measures(ctx: Context, runs: Sequence[Path], n: int = 1000) -> tuple[list[float], list[float]]:
+    """Per run, each model loaded once: (its code's scale, its Jacobian norm).
+
+    Scale: the standard deviation of each code unit over the test split, averaged over the units, the
+    yardstick for a code-noise level (noise 0.5 is small beside units that spread by 10, large beside
+    units in [0, 1]). Jacobian norm: ||dh/dx||_F^2, averaged over the first n test digits.
     """
     from aerun.evaluate import encode
-    from aerun.plot import load
-
-    out = []
-    for run in runs:
-        loaded = load(run, None, ctx.device)
-        images = split_of(ctx, loaded.checkpoint["config"]["dataset"]).images
-        out.append(encode(loaded.model, images).std(0).mean().item())
-    return out
-
-
-def code_contraction(ctx: Context, runs: Sequence[Path], n: int = 1000) -> list[float]:
-    """Per run: ||dh/dx||_F^2, the squared norm of the code's Jacobian, averaged over the first n test digits."""
     from aerun.objective import jacobian_norm
     from aerun.plot import load
 
-    out = []
+    scales, norms = [], []
     for run in runs:
         loaded = load(run, None, ctx.device)
-        images = split_of(ctx, loaded.checkpoint["config"]["dataset"]).images[:n]
-        out.append(sum(jacobian_norm(loaded.model, x).detach().double().sum().item() for x in images.split(250)) / len(images))
-    return out
-
+        images = split_of(ctx, loaded.checkpoint["config"]["dataset"]).images
+        scales.append(encode(loaded.model, images).std(0).mean().item())
+        norms.append(sum(jacobian_norm(loaded.model, x).detach().double().sum().item()
+                         for x in images[:n].split(250)) / len(images[:n]))
+    return scales, norms

@@ -16,7 +16,7 @@ from aerun.document import Document
 from aerun.errors import UserError
 from aerun.evaluate import pca_name
 from aerun.report.claims import compare, is_better, trend
-from aerun.report.measure import (Context, add_figures, code_contraction, code_scale, epoch_spread, figures,
+from aerun.report.measure import (Context, add_figures, code_measures, epoch_spread, figures,
                                   history, manifold_distances, noisy_input_errors, ood_errors, pooling_side_channel,
                                   seconds_per_epoch, split_of, spread)
 from aerun.report.plan import BEYOND, FAMILIES, Part, Setting
@@ -481,8 +481,9 @@ def part_families(doc: Document, ctx: Context) -> None:
     rows = family_rows(ctx)
     by = {f.name: f for f in rows}
     results = {f.name: ctx.results(f.setting) for f in rows}
-    scale = {f.name: Spread.of(code_scale(ctx, f.setting.runs)) for f in rows}
-    jacobian = {f.name: Spread.of(code_contraction(ctx, f.setting.runs)) for f in rows}
+    measured = {f.name: code_measures(ctx, f.setting.runs) for f in rows}
+    scale = {name: Spread.of(m[0]) for name, m in measured.items()}
+    jacobian = {name: Spread.of(m[1]) for name, m in measured.items()}
     contractive = rows[-1].setting.cfg
     doc.text("Deep AE: part 1's 784-512-256-128-30 AE, ReLU code and output, Adam 3e-4. VAE: `model=vae`, "
              "784-512-(mean, log-variance)-30-512-784, Bernoulli likelihood, beta 1, Adam 1e-3. VAE twin: "
@@ -522,26 +523,28 @@ def part_families(doc: Document, ctx: Context) -> None:
                  f"{results['VAE'][0]['model']['code_dim']} code units are active (posterior-mean variance > 0.01).")
     doc.items(notes)
 
-    distances = {f.name: manifold_distances(ctx, f.setting, [], CODE_NOISE) for f in rows}
-    own = {f.name: manifold_distances(ctx, f.setting, [], [scale[f.name].mean]) for f in rows}  # at the code's scale
+    # part 5's levels, then noise as large as the code's own scale (the last level), in one pass per model
+    distances = {f.name: manifold_distances(ctx, f.setting, [], [*CODE_NOISE, scale[f.name].mean]) for f in rows}
     d0 = distances[rows[0].name]
+    own = len(CODE_NOISE)
 
-    def at(name: str, i: int, table=distances) -> Spread:
-        return Spread.of([seed[i] for seed in table[name].code])
+    def at(name: str, i: int) -> Spread:
+        return Spread.of([seed[i] for seed in distances[name].code])
 
     doc.text("Noise in the code, as in part 5: one test digit's code plus Gaussian noise at each level, decoded, "
              "and the decoded image's SSE to the nearest of the training digits (mean of 100 draws), beside the "
              f"same distance for 1,000 real test digits: median {d0.test_median:.1f}, 95th percentile "
              f"{d0.test_p95:.1f}. The last row adds noise as large as each code's own unit sd.")
     doc.table(["code noise", *by], [[level, *[at(n, i).text(3) for n in by]] for i, level in enumerate(CODE_NOISE)]
-              + [["the code's own unit sd", *[f"{at(n, 0, own).text(3)} (at {scale[n].mean:.3g})" for n in by]]])
-    notes = [level_summary(f.name, CODE_NOISE, distances[f.name].code, d0.test_p95) for f in rows]
+              + [["the code's own unit sd", *[f"{at(n, own).text(3)} (at {scale[n].mean:.3g})" for n in by]]])
+    notes = [level_summary(f.name, CODE_NOISE, [seed[:own] for seed in distances[f.name].code], d0.test_p95)
+             for f in rows]
     what = "distance to the nearest training digit"
     for new, old in pairs:
         for i, level in enumerate(CODE_NOISE):
             notes.append(f"Code noise {level:g}: " + compare(new, at(new, i), old, at(old, i), what, noun="distance"))
         notes.append("Noise as large as each code's own spread: "
-                     + compare(new, at(new, 0, own), old, at(old, 0, own), what, noun="distance"))
+                     + compare(new, at(new, own), old, at(old, own), what, noun="distance"))
     bounded = [f.name for f in rows
                if f.setting.cfg.model.builder == "vae" or f.setting.cfg.model.get("output_activation") == "sigmoid"]
     if bounded:

@@ -27,10 +27,11 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from aerun.data import ensure, load_split
-from aerun.models import build, builder_args
-from aerun.objective import Objective
+from aerun.models import Autoencoder, build, builder_args
+from aerun.objective import Objective, loss_terms
 from aerun.train import epoch_generator, resolve_device, train_epoch
 
 log = logging.getLogger(__name__)
@@ -61,22 +62,22 @@ def matmul_gflops(device: torch.device, n: int = 2048, repeats: int = 10) -> flo
     return 2 * n**3 / min(times) / 1e9
 
 
-def training_flops(model: nn.Module, n_images: int) -> float:
+def training_flops(model: Autoencoder, n_images: int) -> float:
     """FLOPs of one epoch's training steps: matrix products and convolutions, forward and backward.
 
     Counted by torch's FlopCounterMode on one step of two images (every count is linear in the
-    batch), on a CPU copy of the model: what autograd really runs, so the first layer's input
-    gradient, which the images do not need, is not counted. A fitted model (PCA) has none.
+    batch), on a CPU copy of the model, with the family's loss at its default weights (what the
+    bench trains): what autograd really runs, so the first layer's input gradient, which the images
+    do not need, is not counted. A fitted model (PCA) has none.
     """
-    from torch.utils.flop_counter import FlopCounterMode
-
-    if hasattr(model, "fit"):
+    if model.fitted:
         return 0.0
     clone = copy.deepcopy(model).cpu().train()
-    images = torch.rand(2, *getattr(clone, "in_shape", (1, 28, 28)))
+    images = torch.rand(2, *clone.in_shape)
+    objective = Objective.defaults(clone)
     with FlopCounterMode(display=False) as counter:
-        recon, _ = clone(images)
-        F.mse_loss(recon, images).backward()
+        reconstruction, terms = loss_terms(clone, images, images, objective, torch.Generator().manual_seed(0))
+        sum(terms.values(), reconstruction).backward()
     return counter.get_total_flops() / 2 * n_images
 
 
@@ -101,7 +102,7 @@ def aerun_epoch(model, optimizer, images: torch.Tensor, batch_size: int, seed: i
     synchronize(device)
     start = time.perf_counter()
     train_epoch(model, optimizer, images, batch_size=batch_size,
-                generator=epoch_generator(seed, epoch, device), objective=Objective(), desc="aerun")
+                generator=epoch_generator(seed, epoch, device), objective=Objective.defaults(model), desc="aerun")
     synchronize(device)
     return time.perf_counter() - start
 

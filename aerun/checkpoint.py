@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
+from aerun import schema
 from aerun.errors import UserError
-from aerun.models import build
+from aerun.models import Autoencoder, build
 
 FORMAT = 1
 CHECKPOINT = Path("checkpoints") / "last.pt"
@@ -32,7 +34,7 @@ def rng_state() -> dict[str, Any]:
 
 def make(
     *,
-    model: nn.Module,
+    model: Autoencoder,
     preset: str,
     builder: str,
     args: dict[str, Any],
@@ -86,10 +88,20 @@ def load(path: Path) -> dict[str, Any]:
         raise UserError(f"{path} is not an aerun checkpoint")
     if checkpoint["format"] > FORMAT:
         raise UserError(f"checkpoint {path} has format {checkpoint['format']}, this aerun reads up to {FORMAT}; upgrade aerun")
+    checkpoint["config"] = completed(checkpoint["config"], path)
     return checkpoint
 
 
-def rebuild(checkpoint: dict[str, Any], device: torch.device | str = "cpu") -> nn.Module:
+def completed(config: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The stored config with every key this aerun knows: a key newer than the checkpoint gets its default."""
+    try:
+        return OmegaConf.to_container(schema.complete(config), resolve=True)
+    except OmegaConfBaseException as exc:
+        raise UserError(f"the config in checkpoint {path} does not fit this aerun ({' '.join(str(exc).split())[:160]}); "
+                        "it was written by another version") from None
+
+
+def rebuild(checkpoint: dict[str, Any], device: torch.device | str = "cpu") -> Autoencoder:
     """The model a checkpoint describes, with its weights, in eval mode."""
     spec = checkpoint["model"]
     model = build(spec["builder"], **{k: tuple(v) if isinstance(v, list) else v for k, v in spec["args"].items()})

@@ -31,9 +31,10 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from aerun import failures
-from aerun.compose import CONF_DIR, compose_config, group_options, one_line, sweep_combinations
+from aerun.compose import CONF_DIR, compose_config, group_options, one_line, searchpath_overrides, sweep_combinations
 from aerun.errors import UserError
 from aerun.failures import EXIT_FAILED
+from aerun.models import family
 
 EXIT_INTERRUPTED = 130
 MAX_PREFLIGHT_JOBS = 256
@@ -143,16 +144,18 @@ def bench_command(cfg: DictConfig) -> dict:
     positive_int("batch_size", cfg.batch_size)
     if not isinstance(cfg.reference, bool):
         raise UserError(f"reference={cfg.reference!r} is not allowed; it must be true or false")
-    trained = [name for name in group_options("model") or [] if name != "pca"]  # PCA is fitted, not trained
+    searchpath = searchpath_overrides(HydraConfig.get().overrides.hydra)  # presets outside conf/
+    presets = {name: compose_config("train", [f"model={name}", *searchpath]).model
+               for name in group_options("model", searchpath) or []}
+    trained = [name for name, model in presets.items() if not family(model.builder).fitted]  # PCA is fitted
     names = trained if cfg.presets == "all" else cfg.presets
     if isinstance(names, str) or not names:
         raise UserError(f"presets={cfg.presets!r} is not allowed; give a list such as presets=[deep,conv_unpool], "
                         "or presets=all")
-    models = {}
-    for name in names:
-        if name not in trained:
-            raise UserError(f"presets has {name!r}, not a trained model preset; allowed: {', '.join(trained)}, or all")
-        models[name] = compose_config("train", [f"model={name}"]).model
+    unknown = [name for name in names if name not in trained]
+    if unknown:
+        raise UserError(f"presets has {unknown[0]!r}, not a trained model preset; allowed: {', '.join(trained)}, or all")
+    models = {name: presets[name] for name in names}
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     result = bench(cfg, models, run_dir)
     print(table(result))

@@ -8,27 +8,68 @@ from __future__ import annotations
 
 import itertools
 import re
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
 from omegaconf import DictConfig
 
+from aerun import schema
 from aerun.errors import UserError
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+SEARCHPATH = "hydra.searchpath"
 
 
-def group_options(group: str) -> list[str] | None:
-    """The choices of a config group (`model` -> deep, pca, ...); None if `group` is not a folder of conf/."""
-    folder = CONF_DIR / group
-    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else None
+@contextmanager
+def _hydra() -> Iterator[None]:
+    """Inside a running Hydra app, its search path; else conf/, initialised for the block."""
+    if GlobalHydra.instance().is_initialized():
+        yield
+        return
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            yield
+    finally:
+        GlobalHydra.instance().clear()
 
 
-def one_line(exc: Exception) -> str:
+def searchpath_overrides(overrides: Sequence[str]) -> list[str]:
+    """The `hydra.searchpath=[...]` overrides among `overrides`: where presets outside conf/ are found."""
+    return [o for o in overrides if o.split("=", 1)[0].lstrip("+~") == SEARCHPATH]
+
+
+def group_options(group: str, overrides: Sequence[str] = ()) -> list[str] | None:
+    """The choices of a config group (`model` -> deep, pca, ...) in conf/ and on any `hydra.searchpath`
+    among `overrides`; None if `group` is no config group."""
+    with _hydra():
+        try:
+            options = GlobalHydra.instance().config_loader().get_group_options(
+                group, overrides=searchpath_overrides(overrides))
+        except HydraException as exc:
+            raise UserError(f"cannot read {SEARCHPATH}: {one_line(exc)}") from None
+    return sorted(options) or None
+
+
+TYPE_NAMES = {"Integer": "an integer", "Float": "a number", "Boolean": "true or false", "String": "a string"}
+
+
+def one_line(exc: BaseException) -> str:
     """A Hydra or OmegaConf error as one line a user can act on."""
+    causes = [exc]
+    while causes[-1].__cause__ is not None and len(causes) < 8:
+        causes.append(causes[-1].__cause__)
+    for cause in causes:  # a value of the wrong type for aerun.schema, named by its key
+        typed = re.search(r"Value '(.*)' of type '\w+' could not be converted to (\w+)\s+full_key: (\S+)",
+                          str(cause), re.S)
+        if typed:
+            value, kind, key = typed.groups()
+            shown = value if re.fullmatch(r"[-+0-9.eE]+|True|False|\[.*\]", value) else repr(value)
+            return f"{key}={shown} is not allowed; it must be {TYPE_NAMES.get(kind, kind.lower())}"
     text = str(exc)
     unknown = re.search(r"Could not override '([^']+)'", text)
     if unknown:
@@ -42,7 +83,8 @@ def one_line(exc: Exception) -> str:
 
 
 def sweep_combinations(overrides: list[str], multirun: bool) -> Iterator[list[str]]:
-    """Every job a sweep would run, as plain overrides (sweep values expanded, in order)."""
+    """Every job a sweep would run, as plain overrides (sweep values expanded, in order); a group's choice is
+    checked against its presets in conf/ and on the command line's `hydra.searchpath`."""
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except Exception as exc:
@@ -60,7 +102,8 @@ def sweep_combinations(overrides: list[str], multirun: bool) -> Iterator[list[st
         else:
             values = [override.get_value_element_as_str()]
         # Hydra's own groups (hydra/launcher, ...) also take its plugins' options: composing checks those
-        options = None if override.key_or_group.startswith("hydra/") else group_options(override.key_or_group)
+        options = None if override.key_or_group.startswith("hydra") else group_options(override.key_or_group,
+                                                                                                overrides)
         if options is not None and override.package is None:
             bad = [v for v in values if v not in options]
             if bad:
@@ -74,10 +117,6 @@ def compose_config(config_name: str, overrides: list[str], *, return_hydra_confi
 
     Errors surface as they are; callers turn them into one line with `one_line`.
     """
-    if GlobalHydra.instance().is_initialized():
+    schema.register()
+    with _hydra():
         return compose(config_name=config_name, overrides=overrides, return_hydra_config=return_hydra_config)
-    try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            return compose(config_name=config_name, overrides=overrides, return_hydra_config=return_hydra_config)
-    finally:
-        GlobalHydra.instance().clear()

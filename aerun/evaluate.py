@@ -19,9 +19,8 @@ from torch import nn
 from aerun import checkpoint as ckpt
 from aerun.data import IMAGE_SHAPE, load_split
 from aerun.errors import UserError
-from aerun.models import PCA
+from aerun.models import PCA, Autoencoder, family
 from aerun.noise import corrupt, generator
-from aerun.objective import is_variational, kl_divergence
 from aerun.probe import probe_accuracy
 from aerun.stats import Spread
 
@@ -82,30 +81,6 @@ def sse_per_image(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor 
     return reconstruct(model, inputs, targets)[0]
 
 
-@torch.no_grad()
-def variational_terms(model: nn.Module, images: torch.Tensor, seed: int, batch_size: int = EVAL_BATCH) -> dict[str, Any]:
-    """A VAE's terms per image, in nats, averaged over `images`.
-
-    kl: KL(q(z|x) || N(0, I)), in closed form; reconstruction_nll: -log p(x|z) at one z drawn from
-    q(z|x) per image (drawn on the CPU from `seed`: the same on every device); negative_elbo: their
-    sum, the loss at beta = 1. active_units: code units whose posterior mean varies over the images
-    by more than 0.01 (variance), the usual count of units the code really uses.
-    """
-    model.eval()
-    gen = generator(seed, "cpu")
-    kl, nll, means = [], [], []
-    for x in images.split(batch_size):
-        mean, logvar = model.posterior(x)
-        eps = torch.randn(mean.shape, generator=gen).to(mean.device)
-        nll.append(model.negative_log_likelihood(model.decode_logits(mean + torch.exp(0.5 * logvar) * eps), x).double())
-        kl.append(kl_divergence(mean, logvar).double())
-        means.append(mean)
-    kl_mean, nll_mean = torch.cat(kl).mean().item(), torch.cat(nll).mean().item()
-    return {"reconstruction": model.reconstruction, "kl": kl_mean, "reconstruction_nll": nll_mean,
-            "negative_elbo": kl_mean + nll_mean, "active_units": int((torch.cat(means).var(0) > 0.01).sum()),
-            "unit": "nats per image"}
-
-
 def code_statistics(codes: torch.Tensor) -> dict[str, Any]:
     """How sparse the code is (assignment part 3): per-unit means, exact zeros, L1 per image."""
     return {
@@ -158,10 +133,10 @@ def _data_key(dataset: Mapping[str, Any], data_dir: Path | str) -> str:
 
 def code_probe(model: nn.Module, dataset: Mapping[str, Any], data_dir: Path | str,
                device: torch.device | str) -> float:
-    """Test accuracy of the linear probe on a model's codes (see aerun.probe)."""
+    """Test accuracy of the linear probe on what a model gives it to read (its `features`; see aerun.probe)."""
     train = load_split(dataset, "train", data_dir, device)
     test = load_split(dataset, "test", data_dir, device)
-    return probe_accuracy(encode(model, train.images), train.labels, encode(model, test.images), test.labels)
+    return probe_accuracy(features(model, train.images), train.labels, features(model, test.images), test.labels)
 
 
 @torch.no_grad()
@@ -169,6 +144,13 @@ def encode(model: nn.Module, images: torch.Tensor, batch_size: int = EVAL_BATCH)
     """The codes of `images` (N, code_dim), without decoding them."""
     model.eval()
     return torch.cat([model.encode(x).flatten(1) for x in images.split(batch_size)])
+
+
+@torch.no_grad()
+def features(model: nn.Module, images: torch.Tensor, batch_size: int = EVAL_BATCH) -> torch.Tensor:
+    """What the linear probe reads of `images`: a family's `features` (its code, unless it says otherwise)."""
+    model.eval()
+    return torch.cat([model.features(x).flatten(1) for x in images.split(batch_size)])
 
 
 def cached_probe(what: str, dataset: Mapping[str, Any], data_dir: Path | str, device: torch.device | str,
@@ -180,14 +162,14 @@ def cached_probe(what: str, dataset: Mapping[str, Any], data_dir: Path | str, de
     return _PROBE_CACHE[key]
 
 
-class Pixels(nn.Module):
+class Pixels(Autoencoder):
     """The identity 'autoencoder': raw pixels as the code, the reference line of every probe table."""
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return x.flatten(1)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return x, self.encode(x)
+    def decode(self, h: torch.Tensor) -> torch.Tensor:
+        return h.view(-1, *self.in_shape)
 
 
 # Keys that do not change what a run is: where it ran, where its data lives, what it logged besides
@@ -224,13 +206,13 @@ def evaluate_run(
         raise UserError(f"dataset.showcase index {max(showcase)} is past the test split's {len(test)} images")
     pixels = test.images[0].numel()
     inputs = noisy_test_inputs(test.images, noise, noise_seed)
-    trained_on = checkpoint["config"].get("noise", {"name": "none", "level": 0.0})
+    trained_on = checkpoint["config"]["noise"]
     result: dict[str, Any] = {
         "dataset": dataset["name"],
         "split": "test",
         "n_images": len(test),
         "run_dir": str(run_dir),
-        "seed": checkpoint["config"].get("seed"),
+        "seed": checkpoint["config"]["seed"],
         "setting": setting_digest(checkpoint["config"]),
         "epoch": checkpoint["epoch"],
         "step": checkpoint["step"],
@@ -240,7 +222,8 @@ def evaluate_run(
     }
     for key, m, name in (("model", model, checkpoint["model"]["name"]), ("pca", pca, None)):
         sse, codes = reconstruct(m, inputs, test.images)
-        entry = {"name": name, "code_dim": model.code_dim} if name else {"k": pca.code_dim}
+        entry = ({"name": name, "builder": checkpoint["model"]["builder"], "code_dim": model.code_dim} if name
+                 else {"k": pca.code_dim})
         result[key] = {**entry, **summarise(sse, pixels), "showcase_sse": sse[showcase].tolist()}
         if name:
             result[key]["code"] = code_statistics(codes)
@@ -249,8 +232,8 @@ def evaluate_run(
         if pca.code_dim < pixels:  # the whole basis is the pixels rotated: nothing to compare, nothing to fit
             result["pca"]["probe_accuracy"] = cached_probe(f"pca-{pca.code_dim}", dataset, data_dir, device, pca)
         result["pixels_probe_accuracy"] = cached_probe("pixels", dataset, data_dir, device, Pixels())
-        if is_variational(model):
-            result["model"]["variational"] = variational_terms(model, test.images, noise_seed)
+        if model.measures_key:
+            result["model"][model.measures_key] = model.measures(test.images, noise_seed)
     return result
 
 
@@ -357,7 +340,8 @@ def run_markdown(result: Mapping[str, Any]) -> str:
         f"Code: {model['code']['fraction_zero']:.1%} of the activations are exactly zero; "
         f"mean L1 norm per image {model['code']['mean_l1']:.4g}.",
         "",
-        *([vae_sentence(model["variational"]), ""] if "variational" in model else []),
+        *([family(model["builder"]).measures_text(model[key]), ""]
+          if "builder" in model and (key := family(model["builder"]).measures_key) in model else []),
         *([f"Linear probe (logistic regression on the training split's codes), test accuracy: "
            f"{model['name']} {model['probe_accuracy']:.2%}, "
            + (f"{pca_label} {pca['probe_accuracy']:.2%}, " if "probe_accuracy" in pca else "")
@@ -373,12 +357,6 @@ def run_markdown(result: Mapping[str, Any]) -> str:
     for i, label, a, b in zip(showcase["indices"], showcase["labels"], model["showcase_sse"], pca["showcase_sse"]):
         lines.append(_row([i, label, a, b]))
     return "\n".join(lines) + "\n"
-
-
-def vae_sentence(v: Mapping[str, Any]) -> str:
-    return (f"Variational ({v['reconstruction']} likelihood), per image: KL {v['kl']:.2f} nats, reconstruction "
-            f"NLL {v['reconstruction_nll']:.2f} nats (one sample of z), negative ELBO {v['negative_elbo']:.2f} nats; "
-            f"{v['active_units']} active code units (posterior mean variance > 0.01).")
 
 
 def pca_name(k: int) -> str:

@@ -1,18 +1,15 @@
-"""What a model trains on: its reconstruction term plus the regularisers the run declares.
+"""What a model trains on: its reconstruction term plus the regularisers its family declares.
 
-The one place for a model's own loss term. A run's objective is read from its config:
+A family declares its regularisers on its class (`Autoencoder.terms`, a tuple of `Term`) and computes
+them in its `loss`; this module holds what they share: the declaration, the weights a run's config
+gives them (`Objective`), and the math several families use.
 
-- `sparsity` (any model): the L1 penalty on the code, `sparsity * sum(|code|)` over the batch
-  and the code units, as the assignment's notebook defined it (part 3);
-- `contractive` (any model with an encoder): `contractive * ||dh/dx||_F^2`, the squared
-  Frobenius norm of the code's Jacobian with respect to the input, averaged over the batch;
-  in closed form for a one-layer sigmoid encoder, by autograd otherwise;
-- `beta` (variational models only, default 1): `beta * KL(q(z|x) || N(0, I))` per image,
-  averaged over the batch.
+- `sparsity` (any family): the L1 penalty on the code, `sparsity * sum(|code|)` over the batch and
+  the code units, as the assignment's notebook defined it (part 3);
+- `contractive` (any family): `contractive * ||dh/dx||_F^2`, the squared Frobenius norm of the code's
+  Jacobian with respect to the input, averaged over the batch (Rifai et al., 2011);
+- a family's own: a VAE's `beta * KL(q(z|x) || N(0, I))`, a VQ-VAE's codebook and commitment terms.
 
-The reconstruction term is the mean squared error per pixel for a plain autoencoder and the
-negative log-likelihood per image (nats) for a variational one, whose code is sampled with the
-reparameterisation trick from the epoch's generator (so a resumed run draws the same samples).
 Each active regulariser is a named term, logged per iteration beside the reconstruction term.
 """
 
@@ -22,55 +19,86 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 import torch
-import torch.nn.functional as F
-from torch import nn
+from omegaconf import OmegaConf
+
+from aerun.schema import DEFAULTS
 
 
-TERMS = ("l1", "kl", "contractive")  # the column order of the per-term logs
+@dataclass(frozen=True)
+class Term:
+    """A regulariser a family trains with, logged per iteration as a column of loss_iter.csv.
+
+    `key` is the config key of its weight: a top-level training key (its default and type live in
+    aerun.schema), or `model.<name>`, a key of the family's presets, whose default is `default` here.
+    `always`: computed and logged even at weight 0 (a VAE's KL term); otherwise only a positive weight
+    turns it on. `what` names it in a warning ("the KL weight (beta=4) too strong").
+    """
+
+    name: str
+    key: str
+    what: str
+    always: bool = False
+    default: float | None = None  # for a `model.` key only: the weight when the preset does not set it
+
+    @property
+    def top_level(self) -> bool:
+        return "." not in self.key
 
 
-def is_variational(model: nn.Module) -> bool:
-    return hasattr(model, "posterior")
+# The regularisers any family can take (Autoencoder.terms holds them unless a family says otherwise).
+L1 = Term("l1", "sparsity", "the sparsity penalty")
+CONTRACTIVE = Term("contractive", "contractive", "the contractive penalty")
 
 
 @dataclass(frozen=True)
 class Objective:
-    sparsity: float = 0.0
-    contractive: float = 0.0
-    beta: float = 1.0
+    """The weight of each active term of a family, in the family's order: what one run trains on."""
+
+    weights: Mapping[str, float]
+    terms: tuple[Term, ...] = ()  # the family's terms, active or not
 
     @classmethod
-    def of(cls, cfg: Mapping[str, Any]) -> "Objective":
-        """The objective a training config declares (its weights are checked by aerun.validate.check_train)."""
-        return cls(float(cfg.get("sparsity", 0.0)), float(cfg.get("contractive", 0.0)), float(cfg.get("beta", 1.0)))
+    def of(cls, cfg: Any, family: Any) -> "Objective":
+        """The objective a training config declares for `family` (checked by aerun.validate.check_train)."""
+        weights = {}
+        for term in family.terms:
+            weight = float(cfg[term.key] if term.top_level else OmegaConf.select(cfg, term.key, default=default(term)))
+            if weight != 0 or term.always:
+                weights[term.name] = weight
+        return cls(weights, tuple(family.terms))
 
-    def terms(self, model: nn.Module) -> tuple[str, ...]:
-        """The names of the regularisers this objective adds for `model`, in TERMS order."""
-        active = {"l1": self.sparsity > 0, "kl": is_variational(model), "contractive": self.contractive > 0}
-        return tuple(name for name in TERMS if active[name])
+    @classmethod
+    def defaults(cls, family: Any) -> "Objective":
+        """Every term at its default weight: the terms a family always has, and no optional penalty."""
+        weights = {t.name: float(default(t)) for t in family.terms if default(t) or t.always}
+        return cls(weights, tuple(family.terms))
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.weights)
+
+    def causes(self) -> list[str]:
+        """What a health warning names: each term weighted above its default ("the KL weight (beta=4)")."""
+        return [f"{t.what} ({t.key}={self.weights[t.name]:g})" for t in self.terms
+                if t.name in self.weights and self.weights[t.name] > default(t)]
 
 
-def loss_terms(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, objective: Objective,
+def default(term: Term) -> float:
+    """A term's weight when nothing sets it: the schema's default for a top-level key, the term's own else."""
+    return float(DEFAULTS[term.key] if term.top_level else term.default or 0.0)
+
+
+def loss_terms(model: Any, inputs: torch.Tensor, targets: torch.Tensor, objective: Objective,
                generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """(the reconstruction term, {regulariser name: its weighted value}) for one batch.
+    """(the reconstruction term, {regulariser name: its weighted value}) for one batch, in the family's
+    order; the training loss is their sum with the reconstruction term."""
+    reconstruction, terms = model.loss(inputs, targets, objective.weights, generator)
+    return reconstruction, {name: terms[name] for name in objective.names if name in terms}
 
-    The regularisers are those of `objective.terms(model)`; the training loss is their sum with
-    the reconstruction term.
-    """
-    terms: dict[str, torch.Tensor] = {}
-    if is_variational(model):
-        mean, logvar = model.posterior(inputs)
-        code = reparameterise(mean, logvar, generator)
-        reconstruction = model.negative_log_likelihood(model.decode_logits(code), targets).mean()
-        terms["kl"] = objective.beta * kl_divergence(mean, logvar).mean()
-    else:
-        recon, code = model(inputs)
-        reconstruction = F.mse_loss(recon, targets)
-    if objective.sparsity > 0:
-        terms["l1"] = objective.sparsity * code.abs().sum()
-    if objective.contractive > 0:
-        terms["contractive"] = objective.contractive * jacobian_norm(model, inputs).mean()
-    return reconstruction, {name: terms[name] for name in TERMS if name in terms}
+
+def l1(code: torch.Tensor) -> torch.Tensor:
+    """sum(|code|) over the batch and the code units (assignment part 3)."""
+    return code.abs().sum()
 
 
 def reparameterise(mean: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -84,29 +112,15 @@ def kl_divergence(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).sum(1)
 
 
-def sigmoid_layer(model: nn.Module) -> nn.Linear | None:
-    """The linear map of an encoder that is one linear layer and a sigmoid, else None."""
-    encoder = getattr(model, "encoder", None)
-    if (isinstance(encoder, nn.Sequential) and len(encoder) == 2 and isinstance(encoder[0], nn.Linear)
-            and isinstance(encoder[1], nn.Sigmoid)):
-        return encoder[0]
-    return None
+def jacobian_norm(encode: Any, inputs: torch.Tensor) -> torch.Tensor:
+    """||dh/dx||_F^2 per image, h = encode(x), differentiable in the encoder's weights.
 
-
-def jacobian_norm(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
-    """||dh/dx||_F^2 per image, h = model.encode(x), differentiable in the model's weights.
-
-    For h = sigmoid(W x + b): dh_j/dx = h_j (1 - h_j) W_j, so the norm is
-    sum_j (h_j (1 - h_j))^2 ||W_j||^2, one matrix product. Otherwise one backward pass per
-    code unit (images are encoded independently, so each pass gives every image's row).
+    One backward pass per code unit: images are encoded independently, so each pass gives every
+    image's row of the Jacobian.
     """
-    layer = sigmoid_layer(model)
-    if layer is not None:
-        h = model.encode(inputs)
-        return (h * (1 - h)).pow(2) @ layer.weight.pow(2).sum(1)
     x = inputs.detach().requires_grad_(True)
     with torch.enable_grad():
-        h = model.encode(x).flatten(1)
+        h = encode(x).flatten(1)
         total = torch.zeros(x.shape[0], device=x.device, dtype=h.dtype)
         for j in range(h.shape[1]):
             (row,) = torch.autograd.grad(h[:, j].sum(), x, create_graph=True)

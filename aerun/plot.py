@@ -23,10 +23,9 @@ from aerun.data import load_split
 from aerun.errors import UserError
 from aerun.evaluate import (encode, find_runs, fitted_pca, group_by_setting, is_sweep, job_labels, noisy_test_inputs,
                             reconstruct, setting_digest, without_seed)
-from aerun.models import PCA, ConvAutoencoder, MLPAutoencoder
+from aerun.models import ACTIVATIONS, CODE_SPACE, FILTERS, KERNELS, PCA, SAMPLES, Autoencoder
 from aerun.noise import generator
-from aerun.objective import TERMS, is_variational
-from aerun.train import EPOCH_LOG, ITER_LOG
+from aerun.train import EPOCH_LOG, ITER_FIELDS, ITER_LOG
 
 FIGURES = "figures"
 OOD_KINDS = ("none", "noise", "fashion_mnist", "kmnist", "mnist")
@@ -50,11 +49,11 @@ class Loaded:
     run: Path
     label: str
     checkpoint: dict[str, Any]
-    model: nn.Module
+    model: Autoencoder
 
     @property
     def trained_noise(self) -> tuple[str, float]:
-        noise = self.checkpoint["config"].get("noise", {"name": "none", "level": 0.0})
+        noise = self.checkpoint["config"]["noise"]
         return noise["name"], float(noise["level"])
 
 
@@ -132,13 +131,10 @@ def normalised(weights: torch.Tensor) -> torch.Tensor:
     return ((flat - low) / (high - low).clamp_min(1e-12)).view_as(weights.detach().cpu())
 
 
-def first_layer_filters(model: nn.Module) -> torch.Tensor | None:
-    """Encoder filters as 28x28 images: each hidden unit's input weights (PCA: its components)."""
-    if isinstance(model, MLPAutoencoder):
-        return model.encoder[0].weight.view(-1, *model.in_shape[1:])
-    if isinstance(model, PCA):
-        return model.components.T.reshape(-1, *model.in_shape[1:])
-    return None
+def first_layer_filters(model: Autoencoder) -> torch.Tensor | None:
+    """Encoder filters as 28x28 images, where the family declares them (each unit's input weights; PCA: its
+    components)."""
+    return model.encoder_filters() if FILTERS in model.figures else None
 
 
 # --------------------------------------------------------------------------- figures
@@ -174,15 +170,25 @@ def _band(ax, xs: Sequence[float], ys: torch.Tensor, style: str, label: str, col
     return line
 
 
-def loss_figures(histories: Sequence[tuple[str, Sequence[Path], bool]], out_dir: Path) -> list[Path]:
+@dataclass
+class Curves:
+    """One setting's loss curves: its runs (they differ only in their seed), whether it trained on noisy
+    inputs, and what its family calls its training loss ("MSE", or a VAE's "NLL (nats/image)")."""
+
+    label: str
+    runs: Sequence[Path]
+    noisy: bool = False
+    reconstruction: str = "MSE"
+
+
+def loss_figures(histories: Sequence[Curves], out_dir: Path) -> list[Path]:
     """Loss per iteration (train) and per epoch (train and test), one line per setting.
 
-    Each setting is (label, runs that differ only in their seed, trained on noisy inputs?): the
-    line is the runs' mean and a band spans them. A run trained on noisy inputs has its training
-    loss labelled so: it is the loss on corrupted inputs, while the test loss is on clean ones.
-    Each regulariser a run trains with (aerun.objective.TERMS) is drawn dotted beside its training
-    loss. A variational run's training terms are in nats per image, so they go on a second axis
-    (right); its test loss, like every run's, is the MSE per pixel (left).
+    Each line is the runs' mean and a band spans them. A run trained on noisy inputs has its training
+    loss labelled so: it is the loss on corrupted inputs, while the test loss is on clean ones. Each
+    regulariser a run trains with (a column of loss_iter.csv after the fixed ones) is drawn dotted
+    beside its training loss. A training loss that is not the MSE (a VAE's NLL, in nats per image) goes
+    on a second axis (right), with its terms; the test loss, like every run's, is the MSE per pixel (left).
     """
     it_fig, ep_fig = Figure(figsize=(7, 4), layout="constrained"), Figure(figsize=(7, 4), layout="constrained")
     it_ax, ep_ax = it_fig.subplots(), ep_fig.subplots()
@@ -191,21 +197,23 @@ def loss_figures(histories: Sequence[tuple[str, Sequence[Path], bool]], out_dir:
     def nats(ax) -> Any:
         if ax not in twins:
             twins[ax] = ax.twinx()
-            twins[ax].set_ylabel("variational training terms, nats per image")
+            twins[ax].set_ylabel("training terms in nats per image (NLL and its regularisers)")
             twins[ax].set_yscale("log")
         return twins[ax]
 
     trained, regularised = False, False
-    for label, runs, noisy in histories:
+    for curves in histories:
+        label, runs = curves.label, curves.runs
         iters = _curve(runs, ITER_LOG, "step", "loss")
         epochs = read_csv(runs[0] / EPOCH_LOG)
-        if iters is None or epochs.get("epoch", [0])[-1] == 0:  # PCA: fitted, no training curve
+        if iters is None or epochs.get("epoch", [0])[-1] == 0:  # a fitted model (PCA): no training curve
             continue
         trained = True
-        terms = [t for t in TERMS if t in read_csv(runs[0] / ITER_LOG)]
-        variational, regularised = "kl" in terms, regularised or bool(terms)
-        it_train, ep_train = (nats(it_ax), nats(ep_ax)) if variational else (it_ax, ep_ax)
-        name = label + (" (noisy inputs)" if noisy else "") + (" reconstruction NLL" if variational else "")
+        terms = [t for t in read_csv(runs[0] / ITER_LOG) if t not in ITER_FIELDS]
+        own_unit, regularised = curves.reconstruction != "MSE", regularised or bool(terms)
+        it_train, ep_train = (nats(it_ax), nats(ep_ax)) if own_unit else (it_ax, ep_ax)
+        name = (label + (" (noisy inputs)" if curves.noisy else "")
+                + (f" {curves.reconstruction}" if own_unit else ""))
         line = _band(it_train, *iters, "-", name, lw=0.8)
         for term in terms:
             _band(it_train, *_curve(runs, ITER_LOG, "step", term), ":", f"{label} {term} term", line.get_color(), lw=0.8)
@@ -229,10 +237,12 @@ def loss_figures(histories: Sequence[tuple[str, Sequence[Path], bool]], out_dir:
 
 def reconstructions_figure(models: Sequence[Loaded], test, showcase: list[int], pca: PCA, out: Path, title: str) -> Path:
     originals = test.images[showcase]
-    rows = [Row("original", originals), output_row(f"PCA-{pca.code_dim}", pca, originals)]
+    reference = output_row(f"PCA-{pca.code_dim}", pca, originals)
+    rows = [Row("original", originals), reference]
     for m in models:
-        if not (isinstance(m.model, PCA) and m.model.code_dim == pca.code_dim):  # the PCA row shows it already
-            rows.append(output_row(m.label, m.model, originals))
+        row = output_row(m.label, m.model, originals)
+        if not torch.allclose(row.images, reference.images, atol=1e-5):  # a PCA run of this k: its row is there
+            rows.append(row)
     return image_grid(rows, out, title)
 
 
@@ -261,15 +271,14 @@ def mosaic(weight: torch.Tensor, limit: int = 16) -> torch.Tensor:
 
 
 def conv_filters_figure(model: Loaded, out: Path) -> Path | None:
-    """Every 3x3 kernel of the convolutional AE's encoder and decoder layers (up to 16x16 per layer)."""
-    if not isinstance(model.model, ConvAutoencoder):
+    """Every convolution kernel of a family that declares them (the conv AEs: encoder and decoder layers),
+    up to 16x16 per layer."""
+    if KERNELS not in model.model.figures:
         return None
-    m = model.model
-    layers = [(f"encoder {i + 1}", c.weight) for i, c in enumerate(m.encoder)]
-    layers += [(f"decoder {i + 1}, {type(c).__name__}", c.weight) for i, c in enumerate(m.decoder)]
-    layers.append(("output", m.output.weight))
-    fig = Figure(figsize=(3.2 * 4, 3.6 * 2), layout="constrained")
-    axes = fig.subplots(2, 4).flatten()
+    layers = model.model.kernels()
+    columns = 4
+    fig = Figure(figsize=(3.2 * columns, 3.6 * -(-len(layers) // columns)), layout="constrained")
+    axes = fig.subplots(-(-len(layers) // columns), columns, squeeze=False).flatten()
     for ax, (name, weight) in zip(axes, layers):
         scale = weight.abs().max().item() or 1.0
         ax.imshow(mosaic(weight).numpy(), cmap="RdBu_r", vmin=-scale, vmax=scale)
@@ -278,7 +287,7 @@ def conv_filters_figure(model: Loaded, out: Path) -> Path | None:
         ax.set_yticks([])
     for ax in axes[len(layers):]:
         ax.set_axis_off()
-    fig.suptitle(f"{model.label} ({m.upsample}): 3x3 kernels, one block per (dim 0, dim 1) pair; red +, blue -",
+    fig.suptitle(f"{model.label}: convolution kernels, one block per (dim 0, dim 1) pair; red +, blue -",
                  fontsize=10)
     return _save(fig, out)
 
@@ -287,7 +296,7 @@ def activations_figure(models: Sequence[Loaded], test, showcase: list[int], out:
     """Code activations as maps: the mean over the test split, then each showcase digit; a row per model."""
     rows = []
     for m in models:
-        if isinstance(m.model, ConvAutoencoder):
+        if ACTIVATIONS not in m.model.figures:
             continue
         _, codes = reconstruct(m.model, test.images)
         maps = code_maps(torch.cat([codes.mean(0, keepdim=True), codes[showcase]]))
@@ -322,7 +331,7 @@ def denoising_figure(
 def manifold_figures(model: Loaded, test, showcase: list[int], pixel_noise, code_noise, seed: int, out_dir: Path) -> list[Path]:
     """Assignment part 5: random moves in pixel space against moves in code space, and interpolations."""
     m = model.model
-    if not hasattr(m, "decode") or m.code_dim > MANIFOLD_MAX_CODE:
+    if CODE_SPACE not in m.figures or m.code_dim > MANIFOLD_MAX_CODE:
         return []
     gen = generator(seed, "cpu")  # drawn on the CPU: the same moves on every device
     digit = test.images[showcase[2 % len(showcase)]]
@@ -355,22 +364,22 @@ def manifold_figures(model: Loaded, test, showcase: list[int], pixel_noise, code
 
 
 def samples_figure(model: Loaded, seed: int, out: Path, rows: int = 4, per_row: int = 10) -> Path | None:
-    """A variational model's digits from nothing: codes drawn from its prior N(0, I), decoded."""
+    """Digits from nothing, for a family with a prior (a VAE's N(0, I)): codes drawn from it, decoded."""
     m = model.model
-    if not is_variational(m):
+    if SAMPLES not in m.figures:
         return None
     device = next(m.parameters()).device
     gen = generator(seed, "cpu")  # drawn on the CPU: the same samples on every device
     with torch.no_grad():
-        images = m.decode(torch.randn((rows * per_row, m.code_dim), generator=gen).to(device))
+        images = m.decode(m.prior(rows * per_row, gen).to(device))
     grid = [Row("" if r else "samples", images[r * per_row:(r + 1) * per_row]) for r in range(rows)]
-    return image_grid(grid, out, f"{model.label}: codes drawn from the prior N(0, I) of its {m.code_dim}-d code, decoded")
+    return image_grid(grid, out, f"{model.label}: codes drawn from the prior of its {m.code_dim}-d code, decoded")
 
 
 def latent_map_figure(model: Loaded, test, out: Path, side: int = 15) -> Path | None:
     """A 2-d code drawn whole: the test set's codes coloured by digit, beside images decoded over the same area."""
     m = model.model
-    if m.code_dim != 2 or not hasattr(m, "decode"):
+    if m.code_dim != 2 or CODE_SPACE not in m.figures:
         return None
     codes = encode(m, test.images).cpu()
     lo, hi = codes.quantile(0.005, dim=0), codes.quantile(0.995, dim=0)
@@ -434,7 +443,7 @@ def ood_figure(models: Sequence[Loaded], kind: str, data_dir, device: str, seed:
 def seed_groups(models: Sequence[Loaded]) -> list[list[Loaded]]:
     """Runs that differ only in their seed, together, lowest seed first."""
     return group_by_setting(models, lambda m: setting_digest(m.checkpoint["config"]),
-                            lambda m: m.checkpoint["config"].get("seed", 0))
+                            lambda m: m.checkpoint["config"]["seed"])
 
 
 def plot(
@@ -473,8 +482,8 @@ def plot(
         with_base = [*group, base] if base is not None else list(group)
         written = [reconstructions_figure(with_base, test, showcase, pca, out / "reconstructions.png",
                                           f"{span}: reconstructions (SSE per image)")]
-        written += loss_figures([(g[0].label, [m.run for m in g], g[0].trained_noise[0] != "none")
-                                 for g in settings], out)
+        written += loss_figures([Curves(g[0].label, [m.run for m in g], g[0].trained_noise[0] != "none",
+                                        g[0].model.reconstruction_name) for g in settings], out)
         written.append(filters_figure(with_base, filters, out / "filters.png"))
         written.append(activations_figure(with_base, test, showcase, out / "activations.png"))
         written.append(denoising_figure(group, [noise_of(m) for m in group], base, test, showcase, seed,

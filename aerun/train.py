@@ -21,17 +21,17 @@ import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from torch import nn
 from tqdm import tqdm
 
 from aerun import checkpoint as ckpt
-from aerun import failures, runlock
+from aerun import failures, runlock, schema
 from aerun.data import load_split
 from aerun.errors import EnvironmentFailure, UserError
 from aerun.evaluate import sse_per_image
-from aerun.models import build, builder_args
+from aerun.models import Autoencoder, build, builder_args
 from aerun.noise import corrupt
-from aerun.objective import Objective, is_variational, loss_terms
+from aerun.objective import Objective, loss_terms
+from aerun.tensorboard import EventLog
 from aerun.validate import available_devices, check_train
 from aerun.validate import device as check_device
 
@@ -165,7 +165,7 @@ def random_shift(x: torch.Tensor, pixels: int, generator: torch.Generator) -> to
 
 
 def train_epoch(
-    model: nn.Module,
+    model: Autoencoder,
     optimizer: torch.optim.Optimizer,
     images: torch.Tensor,
     *,
@@ -179,7 +179,7 @@ def train_epoch(
 ) -> torch.Tensor:
     """One pass over `images`; returns (steps, 1 + terms) of [reconstruction term, each regulariser] per step.
 
-    The regularisers are `objective.terms(model)`, in that order (see aerun.objective).
+    The regularisers are `objective.names`, in that order (see aerun.objective).
 
     With a noise, the model sees corrupted inputs and is scored against the clean
     images (the denoising AE, assignment part 4). With a shift, every image is first
@@ -187,7 +187,7 @@ def train_epoch(
     """
     model.train()
     n_steps = -(-images.shape[0] // batch_size)
-    record = torch.empty(n_steps, 1 + len(objective.terms(model)), device=images.device)
+    record = torch.empty(n_steps, 1 + len(objective.names), device=images.device)
     with tqdm(total=n_steps, desc=desc, unit="batch", leave=False, disable=None) as bar:
         for i, idx in enumerate(batches(images.shape[0], batch_size, generator)):
             x = random_shift(images.index_select(0, idx), shift, generator)  # index_select: faster than images[idx]
@@ -207,7 +207,7 @@ def train_epoch(
     return record.cpu()
 
 
-def mean_mse(model: nn.Module, images: torch.Tensor) -> float:
+def mean_mse(model: Autoencoder, images: torch.Tensor) -> float:
     """Mean squared error per pixel over a whole split (the test loss of each epoch)."""
     return (sse_per_image(model, images).sum() / images.numel()).item()
 
@@ -283,15 +283,15 @@ def write_failure(exc: OSError, run_dir: Path, epoch: int) -> EnvironmentFailure
 DIVERGED = 1.1
 
 
-def health_warning(cfg: DictConfig, model: nn.Module, test_images: torch.Tensor, history: "History") -> str | None:
-    """A warning for a run that finished but did not learn: its output ignores its input, or its loss grew."""
+def health_warning(cfg: DictConfig, model: Autoencoder, test_images: torch.Tensor, history: "History") -> str | None:
+    """A warning for a run that finished but did not learn: its output ignores its input, or its loss grew.
+
+    It names the likely causes: the learning rate, each of the family's terms weighted above its
+    default (aerun.objective.Objective.causes), and the training noise.
+    """
     cause = f"the learning rate (optimizer.lr={cfg.optimizer.lr:g}) is likely too high"
-    if cfg.sparsity:
-        cause += f", or the sparsity penalty (sparsity={cfg.sparsity:g}) too strong"
-    if cfg.get("contractive", 0):
-        cause += f", or the contractive penalty (contractive={cfg.contractive:g}) too strong"
-    if is_variational(model) and cfg.get("beta", 1.0) > 1:
-        cause += f", or the KL weight (beta={cfg.beta:g}) too strong"
+    for term in Objective.of(cfg, model).causes():
+        cause += f", or {term} too strong"
     if cfg.noise.name != "none":
         cause += f", or the training noise (noise={cfg.noise.name}, level {cfg.noise.level:g}) too strong"
     model.eval()
@@ -312,6 +312,7 @@ def train(cfg: DictConfig, run_dir: Path, *, resume: bool = False) -> dict[str, 
     With `resume`, continue from the run's checkpoint up to `cfg.epochs`: the same
     weights, optimiser state and data order as if it had never stopped.
     """
+    cfg = schema.complete(cfg)
     check_train(cfg)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -328,7 +329,7 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
     if cfg.epochs < done:
         raise UserError(f"epochs={cfg.epochs} is not allowed: {run_dir} is already trained to epoch {done}")
     if state:
-        planned = state["config"].get("epochs", cfg.epochs)
+        planned = state["config"]["epochs"]
         check_schedule_extension(run_dir, cfg.optimizer.lr, cfg.lr_schedule, planned, done, cfg.epochs)
     device = resolve_device(cfg.device)
 
@@ -339,18 +340,18 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
         model.load_state_dict(state["model"]["state"])
     config = OmegaConf.to_container(cfg, resolve=True)
     describe = dict(model=model, preset=cfg.model.name, builder=cfg.model.builder, args=args, config=config)
-    if state and (done == cfg.epochs or hasattr(model, "fit")):
+    if state and (done == cfg.epochs or model.fitted):
         log.info("%s is already trained to epoch %d; nothing to do", run_dir, done)
         return {"run_dir": str(run_dir), "epochs": done, "test_loss": None}
 
     train_set = load_split(cfg.dataset, "train", cfg.paths.data_dir, device)
     test_set = load_split(cfg.dataset, "test", cfg.paths.data_dir, device)
-    objective = Objective.of(cfg)
-    history = History(run_dir, upto_epoch=done, terms=() if hasattr(model, "fit") else objective.terms(model))
+    objective = Objective.of(cfg, model)
+    history = History(run_dir, upto_epoch=done, terms=objective.names)
     log.info("training %s (%s, code %d) on %s: %d train / %d test images, device %s",
              cfg.model.name, cfg.model.builder, model.code_dim, cfg.dataset.name, len(train_set), len(test_set), device)
 
-    if hasattr(model, "fit"):
+    if model.fitted:
         start = time.perf_counter()
         model.fit(train_set.images)
         record = torch.tensor([[mean_mse(model, train_set.images)]])
@@ -360,7 +361,7 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
         log.info("fitted: train MSE %.5f, test MSE %.5f", record[0, 0].item(), test_loss)
         return {"run_dir": str(run_dir), "epochs": 0, "test_loss": test_loss}
 
-    if not state and hasattr(model, "start_from_data"):
+    if not state:
         model.start_from_data(train_set.images)  # e.g. the conv AEs' output bias (see ConvAutoencoder)
     optimizer = instantiate(cfg.optimizer)(params=model.parameters())
     step, test_loss = 0, float("nan")
@@ -369,9 +370,7 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
         step = state["step"]
         log.info("resuming from epoch %d (step %d)", done, step)
     events = None
-    if cfg.get("logger", "csv") == "tensorboard":
-        from aerun.tensorboard import EventLog
-
+    if cfg.logger == "tensorboard":
         events = EventLog(run_dir, test_set.images[[int(i) for i in cfg.dataset.showcase]])
     for epoch in range(done + 1, cfg.epochs + 1):
         start = time.perf_counter()
@@ -383,7 +382,7 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
             batch_size=cfg.batch_size, generator=epoch_generator(cfg.seed, epoch, device),
             objective=objective, desc=f"epoch {epoch}/{cfg.epochs}",
             noise=(cfg.noise.name, cfg.noise.level), noise_generator=epoch_generator(cfg.noise_seed, epoch, device),
-            shift=cfg.get("augment_shift", 0),
+            shift=cfg.augment_shift,
         )
         finite = torch.isfinite(record).all(dim=1)
         if not finite.all():
@@ -404,7 +403,7 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
             events.epoch(epoch, step, record, test_loss, lr, model)
         step += len(record)
         log.info("epoch %d/%d  train %s %.5f  test MSE %.5f  %.1f s", epoch, cfg.epochs,
-                 "NLL (nats/image)" if is_variational(model) else "MSE", record[:, 0].mean().item(), test_loss, seconds)
+                 model.reconstruction_name, record[:, 0].mean().item(), test_loss, seconds)
     if events:
         events.close()
     warning = health_warning(cfg, model, test_set.images, history)

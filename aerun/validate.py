@@ -12,12 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
 
-from aerun import noise
+from aerun import noise, tensorboard
+from aerun.data import IDX_DATASETS
 from aerun.errors import UserError
-from aerun.models import build, builder_args
-from aerun.objective import is_variational
+from aerun.models import Autoencoder, build, builder_args, families
+from aerun.objective import Term, default
+from aerun.schema import DEFAULTS
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 MAX_SHIFT = 4
@@ -41,7 +44,8 @@ def number(key: str, value: Any, *, minimum: float, inclusive: bool) -> None:
     ok = _is_number(value) and math.isfinite(value) and (value >= minimum if inclusive else value > minimum)
     if not ok:
         bound = f">= {minimum:g}" if inclusive else f"> {minimum:g}"
-        raise UserError(f"{key}={value!r} is not allowed; it must be a finite number {bound}")
+        shown = f"{value:g}" if _is_number(value) else repr(value)
+        raise UserError(f"{key}={shown} is not allowed; it must be a finite number {bound}")
 
 
 def mps_available() -> bool:
@@ -94,8 +98,6 @@ def writable_folder(key: str, value: Any) -> None:
 
 def data_folder(cfg: DictConfig) -> None:
     """The data folder of a data set read from files: a folder, or one that can be made to fetch into."""
-    from aerun.data import IDX_DATASETS
-
     if cfg.dataset.name not in IDX_DATASETS:
         return
     path = Path(str(cfg.paths.data_dir)).expanduser()
@@ -106,8 +108,6 @@ def data_folder(cfg: DictConfig) -> None:
 
 def check_optimizer(cfg: DictConfig) -> None:
     """Build the optimiser on one parameter, so an option torch rejects is named before any work."""
-    from hydra.utils import instantiate
-
     try:
         instantiate(cfg.optimizer)(params=[torch.zeros(1, requires_grad=True)])
     except Exception as exc:
@@ -122,25 +122,41 @@ def check_train(cfg: DictConfig) -> None:
     positive_int("epochs", cfg.epochs)
     positive_int("batch_size", cfg.batch_size)
     seed("seed", cfg.seed)
-    number("sparsity", cfg.sparsity, minimum=0, inclusive=True)
-    number("contractive", cfg.get("contractive", 0.0), minimum=0, inclusive=True)
-    number("beta", cfg.get("beta", 1.0), minimum=0, inclusive=True)
     device(cfg.device)
     number("optimizer.lr", cfg.optimizer.lr, minimum=0, inclusive=False)
     check_optimizer(cfg)
     check_noise(cfg)
-    shift = cfg.get("augment_shift", 0)
+    shift = cfg.augment_shift
     if not _is_int(shift) or not 0 <= shift <= MAX_SHIFT:
         raise UserError(f"augment_shift={shift!r} is not allowed; it must be an integer from 0 to {MAX_SHIFT} (pixels)")
-    from aerun import tensorboard
-
-    tensorboard.check(cfg.get("logger", "csv"))
+    tensorboard.check(cfg.logger)
     if cfg.lr_schedule not in ("constant", "cosine"):
         raise UserError(f"lr_schedule={cfg.lr_schedule!r} is not allowed; allowed: constant, cosine")
     for key in ("hidden", "code", "k"):
         if key in cfg.model:
             positive_int(f"model.{key}", cfg.model[key])
     model = build(cfg.model.builder, **builder_args(cfg.model))  # every builder argument, checked by its builder
-    if cfg.get("beta", 1.0) != 1.0 and not is_variational(model):
-        raise UserError(f"beta={cfg.beta:g} weights a variational model's KL term, and model={cfg.model.name} has none; "
-                        "use model=vae or model=vae2d, or drop beta")
+    check_terms(cfg, model)
+
+
+def check_terms(cfg: DictConfig, model: Autoencoder) -> None:
+    """Every term weight a finite number >= 0; a top-level weight moved from its default only for a family
+    that trains with that term (beta=4 on a plain AE would silently do nothing)."""
+    own = {term.key for term in model.terms}
+    for term in model.terms:
+        if term.key is not None:
+            weight = cfg[term.key] if term.top_level else OmegaConf.select(cfg, term.key, default=default(term))
+            number(term.key, weight, minimum=0, inclusive=True)
+    others: dict[str, list[tuple[str, Term]]] = {}
+    for name, cls in sorted(families().items()):
+        for term in cls.terms:
+            if term.top_level and term.key not in own:
+                others.setdefault(term.key, []).append((name, term))
+    for key, owners in others.items():
+        number(key, cfg[key], minimum=0, inclusive=True)
+        if cfg[key] != DEFAULTS[key]:
+            names = ", ".join(name for name, _ in owners)
+            whose = f"the families {names}" if len(owners) > 1 else f"the {names} family"
+            raise UserError(f"{key}={cfg[key]:g} sets {owners[0][1].what} of {whose}, and model={cfg.model.name} "
+                            f"(family {cfg.model.builder}) has no such term; use a model of "
+                            f"{'one of them' if len(owners) > 1 else 'that family'}, or drop {key}")

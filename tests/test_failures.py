@@ -175,7 +175,7 @@ def short_training(preset: str, seed: int, images: torch.Tensor, *overrides: str
     model.start_from_data(images)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     record = train_epoch(model, optimizer, images, batch_size=64, generator=epoch_generator(seed, 1, torch.device("cpu")),
-                         objective=Objective(), desc="")
+                         objective=Objective.defaults(model), desc="")
     return record[-5:, 0].mean().item() / (images - images.mean()).pow(2).mean().item()
 
 

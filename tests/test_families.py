@@ -21,13 +21,13 @@ def test_sparsity_penalty_is_lambda_times_the_l1_sum_over_batch_and_units():
     torch.manual_seed(0)
     model = build("mlp", code=5)
     x = torch.rand(4, 1, 28, 28)
-    mse, terms = loss_terms(model, x, x, Objective(sparsity=0.25))
+    mse, terms = loss_terms(model, x, x, Objective({"l1": 0.25}))
     penalty = terms["l1"]
     recon, code = model(x)
     by_hand = 0.25 * sum(abs(v) for row in code.tolist() for v in row)
     assert penalty.item() == pytest.approx(by_hand, rel=1e-6)
     assert mse.item() == pytest.approx(((recon - x) ** 2).mean().item(), rel=1e-6)
-    assert loss_terms(model, x, x, Objective(sparsity=0.0))[1] == {}  # no penalty term without a weight
+    assert loss_terms(model, x, x, Objective.defaults(model))[1] == {}  # no penalty term without a weight
 
 
 def test_salt_and_pepper_hits_the_asked_fraction_with_zeros_and_ones():

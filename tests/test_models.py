@@ -6,7 +6,7 @@ import torch
 
 from aerun.compose import CONF_DIR
 from aerun.errors import UserError
-from aerun.models import BUILDERS, PCA, build, builder_args
+from aerun.models import PCA, build, builder_args, families
 from aerun.objective import Objective, loss_terms
 
 PRESETS = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
@@ -14,7 +14,7 @@ PRESETS = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
 
 def test_every_builder_has_a_preset(make_cfg):
     used = {make_cfg("train", [f"model={p}"]).model.builder for p in PRESETS}
-    assert used == set(BUILDERS)
+    assert used == set(families())
 
 
 @pytest.mark.parametrize("preset", PRESETS)
@@ -23,7 +23,7 @@ def test_preset_forward_shape_backward(make_cfg, preset):
     torch.manual_seed(0)
     model = build(cfg.model.builder, **builder_args(cfg.model))
     x = torch.rand(5, 1, 28, 28)
-    if hasattr(model, "fit"):
+    if model.fitted:
         model.fit(torch.rand(100, 1, 28, 28))
     recon, code = model(x)
     assert recon.shape == x.shape
@@ -31,7 +31,7 @@ def test_preset_forward_shape_backward(make_cfg, preset):
     assert torch.isfinite(recon).all() and torch.isfinite(code).all()
     params = [p for p in model.parameters() if p.requires_grad]
     if params:  # trained by gradient descent: every parameter gets a finite gradient from the training loss
-        reconstruction, terms = loss_terms(model, x, x, Objective.of(cfg), torch.Generator().manual_seed(0))
+        reconstruction, terms = loss_terms(model, x, x, Objective.of(cfg, model), torch.Generator().manual_seed(0))
         sum(terms.values(), reconstruction).backward()
         assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in params)
 
@@ -101,7 +101,7 @@ def test_unpooling_puts_values_back_where_the_maxima_were():
     # a decoder with identity-like layers is hard to build; check the mechanism the model relies on
     model = build("conv", upsample="unpool")
     x = torch.rand(3, 1, 28, 28)
-    z, pooled = model.encode_with_indices(x)
+    z, pooled = model.encode_with_side(x)
     indices, size = pooled[-1]
     restored = model.unpool(z, indices, output_size=size)
     assert restored.shape[-2:] == (7, 7)  # the 7 -> 3 floor undone
@@ -126,7 +126,7 @@ def test_checkpoint_round_trip_gives_the_same_outputs(make_cfg, preset, tmp_path
     args = builder_args(cfg.model)
     torch.manual_seed(1)
     model = build(cfg.model.builder, **args)
-    if hasattr(model, "fit"):
+    if model.fitted:
         model.fit(torch.rand(100, 1, 28, 28))
     saved = ckpt.make(model=model, preset=preset, builder=cfg.model.builder, args=args, config={}, epoch=1, step=1)
     ckpt.save(saved, tmp_path / "c.pt")

@@ -12,10 +12,10 @@ from omegaconf import OmegaConf
 
 from aerun.errors import UserError
 from aerun.evaluate import evaluate, pca_name
-from aerun.models import ConvAutoencoder
+from aerun.models import build
 from aerun.probe import probe_accuracy
 from aerun.report.claims import compare, error_ratio, is_better, trend
-from aerun.report.measure import nearest_sse, pooling_side_channel
+from aerun.report.measure import nearest_sse, side_channel
 from aerun.report.plan import report_seeds
 from aerun.report.sections import zero_code_note
 from aerun.stats import Spread, t_two_sided_p, welch_p
@@ -111,10 +111,10 @@ def test_the_probe_reads_the_class_and_ignores_scale():
 
 
 def test_unpooling_decoders_receive_the_pooling_indices_counted_from_the_model():
-    side = pooling_side_channel(ConvAutoencoder((8, 16, 16), "unpool"))
-    assert side == {"indices": 8 * 14 * 14 + 16 * 7 * 7 + 16 * 3 * 3, "bits": 2 * 2496, "code": 144}
-    assert pooling_side_channel(ConvAutoencoder((8, 16, 16), "unpool_deconv"))["indices"] == 2496
-    assert pooling_side_channel(ConvAutoencoder((8, 16, 16), "deconv")) is None
+    side = side_channel(build("conv", channels=(8, 16, 16), upsample="unpool"))
+    assert side == {"values": 8 * 14 * 14 + 16 * 7 * 7 + 16 * 3 * 3, "bits": 2 * 2496, "code": 144}
+    assert side_channel(build("conv", channels=(8, 16, 16), upsample="unpool_deconv"))["values"] == 2496
+    assert side_channel(build("conv", channels=(8, 16, 16), upsample="deconv")) is None
 
 
 def test_nearest_training_image_distance():

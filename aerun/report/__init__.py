@@ -28,6 +28,7 @@ from aerun.report.measure import Context
 from aerun.report.plan import ASSIGNMENT, BEYOND, PARTS, chosen_parts, first_difference, plan_sweep, report_seeds
 from aerun.report.sections import SECTIONS
 from aerun.stats import RULE
+from aerun.train import resolve_device
 
 __all__ = ["ASSIGNMENT", "BEYOND", "PARTS", "chosen_parts", "compare", "first_difference", "report", "trend"]
 
@@ -66,8 +67,6 @@ def report(cfg: DictConfig) -> Path:
 
 
 def _report(cfg: DictConfig, root: Path, extra: list[str], seeds: int, start: float) -> Path:
-    from aerun.train import resolve_device
-
     ctx = Context(cfg, root, str(resolve_device(cfg.device)))
     written, trained = chosen_parts(list(cfg.parts), cfg.beyond)
     for part in {p.key: p for p in (*written, *trained)}.values():

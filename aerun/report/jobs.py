@@ -16,9 +16,17 @@ from pathlib import Path
 from typing import Sequence
 
 import yaml
+from hydra._internal.callbacks import Callbacks
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.plugins import Plugins
+from hydra.types import HydraContext, RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from aerun import checkpoint as ckpt
+from aerun.models import family
 from aerun.report.plan import Job, Part, Setting, is_complete, trained_epochs
+from aerun.train import train
 
 JOB_CONFIG = Path(".hydra") / "config.yaml"
 IN_PROCESS = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
@@ -27,7 +35,6 @@ log = logging.getLogger(__name__)
 
 class JobsIncomplete(Exception):
     """Jobs a launcher ran that did not reach their epochs: `lines` says which and where to look."""
-
     def __init__(self, lines: list[str]) -> None:
         super().__init__("; ".join(lines))
         self.lines = lines
@@ -43,9 +50,6 @@ def write_job_files(job: Job) -> None:
 
 def train_job(cfg: DictConfig) -> None:
     """A launcher's task: train (or resume) the report job whose directory is `cfg.report_job`."""
-    from aerun import checkpoint as ckpt
-    from aerun.train import train
-
     run_dir = Path(cfg.report_job)
     job_cfg = OmegaConf.load(run_dir / JOB_CONFIG)
     train(job_cfg, run_dir, resume=(run_dir / ckpt.CHECKPOINT).exists())
@@ -53,8 +57,6 @@ def train_job(cfg: DictConfig) -> None:
 
 def launcher_target() -> str:
     """The `_target_` of the launcher the command line chose (in-process outside a Hydra app)."""
-    from hydra.core.hydra_config import HydraConfig
-
     if not HydraConfig.initialized():
         return IN_PROCESS
     return str(HydraConfig.get().launcher.get("_target_", IN_PROCESS))
@@ -66,8 +68,6 @@ def train_all(settings: dict[str, list[Setting]], parts: Sequence[Part], device:
 
     Reuse is per job: a report with more seeds than the last trains only the new seeds.
     """
-    from aerun.train import train
-
     total = sum(len(s.jobs) for p in parts for sweep in p.sweeps for s in settings[sweep.name])
     in_process = launcher_target() == IN_PROCESS
     done, pending = 0, []
@@ -77,7 +77,7 @@ def train_all(settings: dict[str, list[Setting]], parts: Sequence[Part], device:
                 done += 1
                 have = trained_epochs(job)
                 complete = is_complete(job, have)
-                verb = "fitting" if job.cfg.model.builder == "pca" else f"training {job.cfg.epochs} epochs"
+                verb = "fitting" if family(job.cfg.model.builder).fitted else f"training {job.cfg.epochs} epochs"
                 state = "reused (complete)" if complete else (
                     f"resuming at epoch {have}" if have else verb)
                 print(f"[report] part {k}/{len(parts)} {part.key} · job {done}/{total} · "
@@ -101,12 +101,6 @@ def train_all(settings: dict[str, list[Setting]], parts: Sequence[Part], device:
 
 def launch(jobs: Sequence[Job], root: Path) -> None:
     """Run jobs through the command line's Hydra launcher; raise JobsIncomplete for those that did not finish."""
-    from hydra._internal.callbacks import Callbacks
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.core.plugins import Plugins
-    from hydra.types import HydraContext, RunMode
-
     hydra_cfg = HydraConfig.get()
     where = (root / "launcher" / time.strftime("%Y-%m-%d_%H-%M-%S")).resolve()
     loader = GlobalHydra.instance().config_loader()

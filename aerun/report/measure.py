@@ -13,9 +13,15 @@ from typing import Any, Sequence
 import torch
 from omegaconf import DictConfig
 
+from aerun.data import load_split
 from aerun.document import Document
+from aerun.evaluate import encode, eval_name, evaluate, noisy_test_inputs, reconstruct, write_sweep
+from aerun.models import Autoencoder
+from aerun.noise import generator
+from aerun.plot import load, ood_inputs, plot, read_csv
 from aerun.report.plan import Job, Setting
 from aerun.stats import Spread
+from aerun.train import EPOCH_LOG
 
 CLEAN = ("none", 0.0)
 
@@ -41,8 +47,6 @@ class Context:
 
     def evaluate(self, job: Job, noise: tuple[str, float] = CLEAN) -> dict[str, Any]:
         """A job's evaluation (eval.json beside it), computed once per noise and report."""
-        from aerun.evaluate import evaluate
-
         key = (str(job.run_dir), noise)
         if key not in self.evaluations:
             self.evaluations[key] = evaluate(job.run_dir, self.data_dir, self.device, noise, self.cfg.noise_seed)
@@ -54,8 +58,6 @@ class Context:
 
     def sweep(self, name: str, noise: tuple[str, float] = CLEAN) -> list[list[dict[str, Any]]]:
         """Every setting's evaluations; also writes the sweep's own eval.json/eval.md (with spreads)."""
-        from aerun.evaluate import eval_name, write_sweep
-
         results = [self.results(s, noise) for s in self.settings[name]]
         jobs = [job for s in self.settings[name] for job in s.jobs]
         write_sweep(self.root / "runs" / name, [j.run_dir for j in jobs], [r for rs in results for r in rs],
@@ -74,9 +76,6 @@ def spread(results: Sequence[dict[str, Any]], *keys: str) -> Spread:
 
 
 def history(run: Path) -> dict[str, list[float]]:
-    from aerun.plot import read_csv
-    from aerun.train import EPOCH_LOG
-
     return read_csv(run / EPOCH_LOG)
 
 
@@ -100,8 +99,6 @@ def epoch_spread(setting: Setting, column: str, epoch: int, scale: float = 1.0) 
 
 def figures(ctx: Context, name: str, **kwargs: Any) -> Path:
     """Plot a sweep's jobs of this report (comparisons at the sweep's root); return the sweep's folder."""
-    from aerun.plot import plot
-
     path = ctx.root / "runs" / name
     runs = [run for s in ctx.settings[name] for run in s.runs]
     plot(path, ctx.data_dir, ctx.device, seed=ctx.cfg.noise_seed, each_job=False, runs=runs, **kwargs)
@@ -119,16 +116,11 @@ def add_figures(doc: Document, ctx: Context, folder: Path, figures: Sequence[tup
 @torch.no_grad()
 def ood_errors(ctx: Context, runs: Sequence[Path], kind: str, n: int = 1000) -> list[float]:
     """Mean SSE/image of each run's model on n inputs of another kind (images it was not trained on)."""
-    from aerun.evaluate import reconstruct
-    from aerun.plot import load, ood_inputs
-
     _, inputs = ood_inputs(kind, ctx.data_dir, ctx.device, ctx.cfg.noise_seed, n=n)
     return [reconstruct(load(run, None, ctx.device).model, inputs)[0].mean().item() for run in runs]
 
 
 def split_of(ctx: Context, dataset: Any, split: str = "test"):
-    from aerun.data import load_split
-
     return load_split(dataset, split, ctx.data_dir, ctx.device)
 
 
@@ -136,8 +128,6 @@ def split_of(ctx: Context, dataset: Any, split: str = "test"):
 def noisy_input_errors(ctx: Context, dataset: Any, noise: tuple[str, float]) -> dict[str, float]:
     """Doing nothing: the SSE of the noisy test inputs (the draw `aerun eval` scores), unclipped and clipped
     to [0, 1], and the fraction of pixels the noise changed."""
-    from aerun.evaluate import noisy_test_inputs
-
     test = split_of(ctx, dataset).images
     noisy = noisy_test_inputs(test, noise, ctx.cfg.noise_seed)
 
@@ -163,7 +153,6 @@ def nearest_sse(images: torch.Tensor, reference: torch.Tensor, chunk: int = 256)
 @dataclass
 class ManifoldDistances:
     """SSE to the nearest training digit: real test digits (the yardstick), pixel moves, code moves per seed."""
-
     test_median: float
     test_p95: float
     digit: float
@@ -176,9 +165,6 @@ def manifold_distances(ctx: Context, setting: Setting, pixel_levels: Sequence[fl
                        code_levels: Sequence[float], samples: int = 100, yardstick: int = 1000) -> ManifoldDistances:
     """Is a moved digit still a digit? Its SSE to the nearest of the 60,000 training digits, against the same
     distance for real test digits. Pixel moves are clipped to [0, 1], as drawn; noise is drawn on the CPU."""
-    from aerun.noise import generator
-    from aerun.plot import load
-
     cfg = setting.cfg
     train = split_of(ctx, cfg.dataset, "train").images
     test = split_of(ctx, cfg.dataset).images
@@ -200,23 +186,11 @@ def manifold_distances(ctx: Context, setting: Setting, pixel_levels: Sequence[fl
                              nearest_sse(digit[None], train).item(), pixel, code)
 
 
-@torch.no_grad()
-def pooling_side_channel(model: torch.nn.Module) -> dict[str, int] | None:
-    """What an unpooling decoder receives beside the code: the encoder's max-pooling indices per image.
-
-    Each index picks one of the pooling window's cells (4 for 2x2), so it carries log2(4) = 2 bits.
-    None for a model that does not unpool (the transposed-convolution decoder, the MLPs).
-    """
-    from aerun.models import ConvAutoencoder
-
-    if not isinstance(model, ConvAutoencoder) or model.upsample == "deconv":
-        return None
-    device = next(model.parameters()).device
-    _, pooled = model.encode_with_indices(torch.zeros((1, *model.in_shape), device=device))
-    side = model.pool.kernel_size if isinstance(model.pool.kernel_size, int) else model.pool.kernel_size[0]
-    indices = sum(indices.numel() for indices, _ in pooled)
-    return {"indices": indices, "bits": indices * (side * side - 1).bit_length(), "code": model.code_dim}
-
+def side_channel(model: Autoencoder) -> dict[str, int] | None:
+    """What a decoder receives beside the code, per image (the unpooling decoders' pooling indices), with the
+    code's size for comparison; None where the code is all it gets."""
+    side = model.side_information()
+    return None if side is None else {**side, "code": model.code_dim}
 
 
 def code_measures(ctx: Context, runs: Sequence[Path], n: int = 1000) -> tuple[list[float], list[float]]:
@@ -226,15 +200,11 @@ def code_measures(ctx: Context, runs: Sequence[Path], n: int = 1000) -> tuple[li
     yardstick for a code-noise level (noise 0.5 is small beside units that spread by 10, large beside
     units in [0, 1]). Jacobian norm: ||dh/dx||_F^2, averaged over the first n test digits.
     """
-    from aerun.evaluate import encode
-    from aerun.objective import jacobian_norm
-    from aerun.plot import load
-
     scales, norms = [], []
     for run in runs:
         loaded = load(run, None, ctx.device)
         images = split_of(ctx, loaded.checkpoint["config"]["dataset"]).images
         scales.append(encode(loaded.model, images).std(0).mean().item())
-        norms.append(sum(jacobian_norm(loaded.model, x).detach().double().sum().item()
+        norms.append(sum(loaded.model.jacobian_norm(x).detach().double().sum().item()
                          for x in images[:n].split(250)) / len(images[:n]))
     return scales, norms

@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from aerun import checkpoint as ckpt
 from aerun.compose import compose_config, one_line, sweep_combinations
 from aerun.errors import UserError
+from aerun.models import family
 from aerun.validate import check_train
 
 
@@ -157,18 +158,15 @@ def plan_sweep(sweep: Sweep, extra: Sequence[str], runs_dir: Path, seeds: list[i
 
 
 # Keys a job may change between report runs without being retrained: where data lives, where it runs,
-# what it logs besides its CSVs, and how long it trains (more epochs resume the run).
+# what it logs besides its CSVs, and how long it trains (more epochs resume the run). A key newer than a
+# checkpoint is not a change: the checkpoint's config is completed with its default (aerun.schema).
 REUSABLE_CHANGES = ("paths", "device", "epochs", "logger")
-# Keys newer than some checkpoints, with the value that means "as before the key existed".
-NEW_KEY_DEFAULTS = {"augment_shift": 0, "logger": "csv", "contractive": 0.0, "beta": 1.0}
 
 
 def first_difference(stored: Any, wanted: Any, prefix: str = "") -> str | None:
     if isinstance(stored, dict) and isinstance(wanted, dict):
         for key in sorted(set(stored) | set(wanted)):
             if not prefix and key in REUSABLE_CHANGES:
-                continue
-            if not prefix and key not in stored and wanted.get(key) == NEW_KEY_DEFAULTS.get(key, ...):
                 continue
             if key not in stored or key not in wanted:
                 return prefix + key
@@ -195,4 +193,4 @@ def trained_epochs(job: Job) -> int | None:
 
 def is_complete(job: Job, epochs: int | None) -> bool:
     """A fitted model (PCA) once it exists; a trained one once it holds the job's epochs."""
-    return epochs is not None and (job.cfg.model.builder == "pca" or epochs >= job.cfg.epochs)
+    return epochs is not None and (family(job.cfg.model.builder).fitted or epochs >= job.cfg.epochs)

@@ -17,10 +17,17 @@ from aerun.errors import UserError
 from aerun.evaluate import pca_name
 from aerun.report.claims import compare, is_better, trend
 from aerun.report.measure import (Context, add_figures, code_measures, epoch_spread, figures,
-                                  history, manifold_distances, noisy_input_errors, ood_errors, pooling_side_channel,
+                                  history, manifold_distances, noisy_input_errors, ood_errors, side_channel,
                                   seconds_per_epoch, split_of, spread)
+from aerun.models import family
+from aerun.plot import code_noise_figure, load, ood_figure
 from aerun.report.plan import BEYOND, FAMILIES, Part, Setting
 from aerun.stats import Spread
+
+
+def fitted(setting: Setting) -> bool:
+    """A setting of a family fitted in closed form (PCA), not trained."""
+    return family(setting.cfg.model.builder).fitted
 
 
 def sse(results: Sequence[dict[str, Any]], key: str = "model") -> Spread:
@@ -74,7 +81,7 @@ def part_pca_vs_ae(doc: Document, ctx: Context) -> None:
     settings = ctx.settings["pca_vs_ae"]
     ctx.sweep("pca_vs_ae")
     path = figures(ctx, "pca_vs_ae")
-    ae_setting = next(s for s in settings if s.cfg.model.builder != "pca")
+    ae_setting = next(s for s in settings if not fitted(s))
     ae = ctx.results(ae_setting)
     k = ae[0]["pca"]["k"]
     name = pca_name(k)
@@ -124,8 +131,6 @@ def part_standard(doc: Document, ctx: Context) -> None:
         except UserError as exc:
             doc.text(f"({kind} inputs are unavailable here: {exc})")
     if len(kinds) > 1 and ood:
-        from aerun.plot import load, ood_figure
-
         models = [load(s.first.run_dir, s.label, ctx.device) for s in settings]
         for kind in kinds[1:]:
             if kind in ood:
@@ -332,15 +337,13 @@ def part_conv(doc: Document, ctx: Context) -> None:
     results = ctx.sweep("conv")
     path = figures(ctx, "conv")
     rows, named = [], []
-    from aerun.plot import load
-
-    side = {s.cfg.model.name: pooling_side_channel(load(s.first.run_dir, None, ctx.device).model) for s in settings}
+    side = {s.cfg.model.name: side_channel(load(s.first.run_dir, None, ctx.device).model) for s in settings}
     for s, r in zip(settings, results):
         first_epoch = epoch_spread(s, "test_loss", 1, scale=784)
         named.append((s.cfg.model.name, sse(r), first_epoch))
         extra = side[s.cfg.model.name]
         rows.append([s.cfg.model.name, r[0]["model"]["code_dim"],
-                     f"{extra['indices']} indices ({extra['bits']} bits)" if extra else "none",
+                     f"{extra['values']} indices ({extra['bits']} bits)" if extra else "none",
                      sse(r).text(), spread(r, "model", "psnr_db").text(), pct(probe(r)), first_epoch.text(),
                      seconds_per_epoch(s)])
     doc.table(["decoder", "code", "also receives", "SSE/image", "PSNR (dB)", "probe accuracy",
@@ -359,7 +362,7 @@ def part_conv(doc: Document, ctx: Context) -> None:
     if unpooling:
         extra = next(e for e in side.values() if e)
         notes.append(f"The comparison is not of decoders alone: {' and '.join(unpooling)} receive, besides the "
-                     f"{extra['code']}-number code, the encoder's {extra['indices']} max-pooling indices per image "
+                     f"{extra['code']}-number code, the encoder's {extra['values']} max-pooling indices per image "
                      f"(where each 2x2 window's maximum was: {extra['bits']} bits), counted from the model; "
                      "the transposed-convolution decoder gets the code alone.")
     doc.items(notes)
@@ -391,7 +394,7 @@ def part_beyond(doc: Document, ctx: Context) -> None:
         return
     best_setting = ctx.settings["deep_best"][0]
     deep = ctx.sweep("deep_best")[0]
-    assignment_setting = next(s for s in ctx.settings["pca_vs_ae"] if s.cfg.model.builder != "pca")
+    assignment_setting = next(s for s in ctx.settings["pca_vs_ae"] if not fitted(s))
     assignment = ctx.results(assignment_setting)
     k = deep[0]["pca"]["k"]
 
@@ -444,7 +447,7 @@ def family_rows(ctx: Context) -> list[Family]:
     """Each new family beside its plain twin, and beside the assignment's model of its code size: the VAE
     beside part 1's deep AE, the contractive AE beside part 2's AE of its width."""
     by_name = {s.cfg.model.name: s for s in ctx.settings["families"]}
-    deep = next(s for s in ctx.settings["pca_vs_ae"] if s.cfg.model.builder != "pca")
+    deep = next(s for s in ctx.settings["pca_vs_ae"] if not fitted(s))
     contractive = by_name["contractive"]
     width = contractive.cfg.model.code
     shallow = [s for s in ctx.settings["standard"] if s.cfg.model.code == width]
@@ -545,8 +548,7 @@ def part_families(doc: Document, ctx: Context) -> None:
             notes.append(f"Code noise {level:g}: " + compare(new, at(new, i), old, at(old, i), what, noun="distance"))
         notes.append("Noise as large as each code's own spread: "
                      + compare(new, at(new, own), old, at(old, own), what, noun="distance"))
-    bounded = [f.name for f in rows
-               if f.setting.cfg.model.builder == "vae" or f.setting.cfg.model.get("output_activation") == "sigmoid"]
+    bounded = [f.name for f in rows if load(f.setting.first.run_dir, None, ctx.device).model.bounded_output]
     if bounded:
         notes.append(f"{', '.join(bounded)} end in a sigmoid: any two images in [0, 1] are at most "
                      f"{math.prod(IMAGE_SHAPE)} apart, which bounds their distances at every noise level; an output "
@@ -554,8 +556,6 @@ def part_families(doc: Document, ctx: Context) -> None:
     doc.items(notes)
 
     path = figures(ctx, "families")
-    from aerun.plot import code_noise_figure, load
-
     dataset = rows[0].setting.cfg.dataset
     groups = {"code_noise.png": [rows[0], *(f for f in rows if f.name in ("VAE twin", "VAE"))],
               "code_noise_contractive.png": [f for f in rows[3:]]}

@@ -1,0 +1,66 @@
+"""The fully connected autoencoder: the deep, shallow, sparse and manifold presets of the assignment."""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from aerun.models.base import ACTIVATIONS, CODE_SPACE, FILTERS, Autoencoder, register
+from aerun.models.layers import check_widths, stack
+
+
+@register("mlp")
+class MLPAutoencoder(Autoencoder):
+    """in - encoder... - code - decoder... - in, `activation` between layers; the decoder mirrors the
+    encoder unless given. The assignment's ReLU everywhere, output included, is the default."""
+
+    figures = frozenset({FILTERS, ACTIVATIONS, CODE_SPACE})
+
+    def __init__(
+        self,
+        code: int,
+        encoder: Sequence[int] = (),
+        decoder: Sequence[int] | None = None,
+        activation: str = "relu",
+        code_activation: str = "relu",
+        output_activation: str = "relu",
+    ) -> None:
+        super().__init__()
+        dim = math.prod(self.in_shape)
+        decoder = tuple(reversed(encoder)) if decoder is None else tuple(decoder)
+        check_widths(code, encoder, decoder)
+        self.code_dim = code
+        self.output_activation = output_activation
+        self.encoder = stack([dim, *encoder, code], activation, code_activation, "model.code_activation")
+        self.decoder = stack([code, *decoder, dim], activation, output_activation, "model.output_activation")
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x.flatten(1))
+
+    def decode(self, h: torch.Tensor) -> torch.Tensor:
+        return self.decoder(h).view(-1, *self.in_shape)
+
+    def encoder_filters(self) -> torch.Tensor:
+        return self.encoder[0].weight.view(-1, *self.in_shape[1:])
+
+    @property
+    def bounded_output(self) -> bool:
+        return self.output_activation == "sigmoid"
+
+    def sigmoid_layer(self) -> nn.Linear | None:
+        """The linear map of an encoder that is one linear layer and a sigmoid, else None."""
+        if len(self.encoder) == 2 and isinstance(self.encoder[1], nn.Sigmoid):
+            return self.encoder[0]
+        return None
+
+    def jacobian_norm(self, inputs: torch.Tensor) -> torch.Tensor:
+        """For h = sigmoid(W x + b), dh_j/dx = h_j (1 - h_j) W_j: the norm is sum_j (h_j (1 - h_j))^2 ||W_j||^2,
+        one matrix product (the contractive AE's closed form); any other encoder by autograd."""
+        layer = self.sigmoid_layer()
+        if layer is None:
+            return super().jacobian_norm(inputs)
+        h = self.encode(inputs)
+        return (h * (1 - h)).pow(2) @ layer.weight.pow(2).sum(1)

@@ -1,0 +1,60 @@
+"""The top-level training keys: each one's type, default and meaning, written once.
+
+`TrainConfig` is registered in Hydra's ConfigStore as `train_schema`, the first entry of
+conf/train.yaml's defaults, so Hydra checks each value's type as it composes (`epochs=abc` is one
+line naming `epochs`) and every default comes from here. A config stored before a key existed (in a
+checkpoint, in a report job's folder) is completed with that key's default (`complete`), so old runs
+evaluate, plot, resume and are reused as they were.
+
+The config groups (model, dataset, optimizer, noise, paths) are YAML presets in conf/; a model
+family's own arguments are its constructor's (aerun.models), checked when it is built.
+"""
+
+from __future__ import annotations
+
+from dataclasses import MISSING as NO_DEFAULT
+from dataclasses import dataclass, fields
+from typing import Any, Mapping
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+SCHEMA = "train_schema"
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10            # the assignment's 10 (5 for its sparse, denoising and conv AEs, set by their presets)
+    batch_size: int = 256
+    seed: int = 0
+    device: str = "auto"        # auto (cuda, then mps, then cpu) | cpu | cuda | mps
+    sparsity: float = 0.0       # weight of the L1 penalty on the code activations (sparse AE)
+    contractive: float = 0.0    # weight of the squared Frobenius norm of the code's Jacobian (contractive AE)
+    beta: float = 1.0           # weight of a variational model's KL term (1: the ELBO; > 1: a beta-VAE)
+    noise_seed: int = 1         # the seed of the training noise stream (denoising AE)
+    lr_schedule: str = "constant"  # constant | cosine (half a cosine from optimizer.lr towards 0, set per epoch)
+    augment_shift: int = 0      # pixels: each training image moved at random by up to this many (0: off; 0-4)
+    logger: str = "csv"         # csv (the histories eval/plot/report read) | tensorboard (event files beside them too)
+    paths: Any = MISSING
+    dataset: Any = MISSING
+    optimizer: Any = MISSING
+    noise: Any = MISSING
+    model: Any = MISSING
+
+
+DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(TrainConfig) if f.default is not NO_DEFAULT
+                            and f.default is not MISSING}
+
+
+def register() -> None:
+    """Make `train_schema` known to Hydra (idempotent): done on import, as Hydra's own apps store their
+    schemas, so that any composition of conf/train.yaml finds it."""
+    ConfigStore.instance().store(name=SCHEMA, node=TrainConfig)
+
+
+def complete(config: Mapping[str, Any]) -> DictConfig:
+    """A stored training config, typed, with the default of every key it lacks (a key newer than it)."""
+    return OmegaConf.merge(OmegaConf.structured(TrainConfig), config)
+
+
+register()

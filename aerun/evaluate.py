@@ -232,8 +232,9 @@ def evaluate_run(
         if pca.code_dim < pixels:  # the whole basis is the pixels rotated: nothing to compare, nothing to fit
             result["pca"]["probe_accuracy"] = cached_probe(f"pca-{pca.code_dim}", dataset, data_dir, device, pca)
         result["pixels_probe_accuracy"] = cached_probe("pixels", dataset, data_dir, device, Pixels())
-        if model.measures_key:
-            result["model"][model.measures_key] = model.measures(test.images, noise_seed)
+        measures = model.measures(test.images, noise_seed)
+        if measures:
+            result["model"][model.measures_key] = measures
     return result
 
 

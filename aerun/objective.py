@@ -29,20 +29,21 @@ class Term:
     """A regulariser a family trains with, logged per iteration as a column of loss_iter.csv.
 
     `key` is the config key of its weight: a top-level training key (its default and type live in
-    aerun.schema), or `model.<name>`, a key of the family's presets, whose default is `default` here.
-    `always`: computed and logged even at weight 0 (a VAE's KL term); otherwise only a positive weight
-    turns it on. `what` names it in a warning ("the KL weight (beta=4) too strong").
+    aerun.schema), `model.<name>`, a key of the family's presets, whose default is `default` here, or
+    None for a term of weight 1 (a VQ-VAE's codebook term). `always`: computed and logged even at
+    weight 0 (a VAE's KL term); otherwise only a positive weight turns it on. `what` names it in a
+    warning ("the KL weight (beta=4) too strong").
     """
 
     name: str
-    key: str
+    key: str | None
     what: str
     always: bool = False
     default: float | None = None  # for a `model.` key only: the weight when the preset does not set it
 
     @property
     def top_level(self) -> bool:
-        return "." not in self.key
+        return self.key is not None and "." not in self.key
 
 
 # The regularisers any family can take (Autoencoder.terms holds them unless a family says otherwise).
@@ -58,20 +59,21 @@ class Objective:
     terms: tuple[Term, ...] = ()  # the family's terms, active or not
 
     @classmethod
-    def of(cls, cfg: Any, family: Any) -> "Objective":
-        """The objective a training config declares for `family` (checked by aerun.validate.check_train)."""
+    def of(cls, cfg: Any, model: Any) -> "Objective":
+        """The objective a training config declares for a model (checked by aerun.validate.check_train)."""
         weights = {}
-        for term in family.terms:
-            weight = float(cfg[term.key] if term.top_level else OmegaConf.select(cfg, term.key, default=default(term)))
+        for term in model.active_terms():
+            weight = float(default(term) if term.key is None else cfg[term.key] if term.top_level
+                           else OmegaConf.select(cfg, term.key, default=default(term)))
             if weight != 0 or term.always:
                 weights[term.name] = weight
-        return cls(weights, tuple(family.terms))
+        return cls(weights, tuple(model.active_terms()))
 
     @classmethod
-    def defaults(cls, family: Any) -> "Objective":
+    def defaults(cls, model: Any) -> "Objective":
         """Every term at its default weight: the terms a family always has, and no optional penalty."""
-        weights = {t.name: float(default(t)) for t in family.terms if default(t) or t.always}
-        return cls(weights, tuple(family.terms))
+        terms = tuple(model.active_terms())
+        return cls({t.name: default(t) for t in terms if default(t) or t.always}, terms)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -84,7 +86,10 @@ class Objective:
 
 
 def default(term: Term) -> float:
-    """A term's weight when nothing sets it: the schema's default for a top-level key, the term's own else."""
+    """A term's weight when nothing sets it: the schema's default for a top-level key, the term's own for a
+    `model.` key, and 1 for a term without a key."""
+    if term.key is None:
+        return 1.0
     return float(DEFAULTS[term.key] if term.top_level else term.default or 0.0)
 
 

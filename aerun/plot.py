@@ -23,7 +23,7 @@ from aerun.data import load_split
 from aerun.errors import UserError
 from aerun.evaluate import (encode, find_runs, fitted_pca, group_by_setting, is_sweep, job_labels, noisy_test_inputs,
                             reconstruct, setting_digest, without_seed)
-from aerun.models import ACTIVATIONS, CODE_SPACE, FILTERS, KERNELS, PCA, SAMPLES, Autoencoder
+from aerun.models import ACTIVATIONS, CODE_SPACE, CODE_USAGE, FILTERS, KERNELS, PCA, SAMPLES, Autoencoder
 from aerun.noise import generator
 from aerun.train import EPOCH_LOG, ITER_FIELDS, ITER_LOG
 
@@ -404,6 +404,27 @@ def latent_map_figure(model: Loaded, test, out: Path, side: int = 15) -> Path | 
     return _save(fig, out)
 
 
+def code_usage_figure(model: Loaded, test, out: Path) -> Path | None:
+    """How often each codebook entry is chosen over the test split, most used first (a family with a codebook)."""
+    m = model.model
+    if CODE_USAGE not in m.figures:
+        return None
+    counts = m.code_usage(test.images).double().cpu()
+    ranked = counts.sort(descending=True).values
+    share = ranked / ranked.sum()
+    used = int((counts > 0).sum())
+    entropy = -(share[share > 0] * share[share > 0].log()).sum().item()
+    fig = Figure(figsize=(8, 3.6), layout="constrained")
+    ax = fig.subplots()
+    ax.bar(range(len(ranked)), share.numpy(), width=1.0, color="#4477aa")
+    ax.axhline(1 / len(ranked), color="#cc6677", lw=1, ls="--", label="uniform use of every entry")
+    ax.set(xlabel="codebook entry, most used first", ylabel="share of the test split's code vectors",
+           title=f"{model.label}: {used} of {len(ranked)} entries used, perplexity {math.exp(entropy):.1f}")
+    ax.set_xlim(-0.5, len(ranked) - 0.5)
+    ax.legend(fontsize=8)
+    return _save(fig, out)
+
+
 def code_noise_figure(models: Sequence[Loaded], test, showcase: list[int], levels: Sequence[float], seed: int,
                       out: Path, samples: int = 8) -> Path:
     """Part 5's code-space moves for several models, one above the other: one digit, each model's code of it
@@ -501,6 +522,7 @@ def plot(
         written += manifold_figures(m, test, showcase, pixel_noise, code_noise, seed, out)
         written.append(samples_figure(m, seed, out / "samples.png"))
         written.append(latent_map_figure(m, test, out / "latent_map.png"))
+        written.append(code_usage_figure(m, test, out / "code_usage.png"))
     if len(loaded) > 1:
         written += figures_for(models, path / FIGURES, groups)
     return [p for p in written if p is not None]

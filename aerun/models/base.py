@@ -92,6 +92,11 @@ class Autoencoder(nn.Module):
     def start_from_data(self, images: torch.Tensor) -> None:
         """Before the first training step, with the training images at hand (e.g. an output bias); none here."""
 
+    def active_terms(self) -> tuple[Term, ...]:
+        """The terms this instance trains with: its family's `terms`, unless a constructor argument turns
+        some off (a VQ-VAE without its codebook, the twin it is compared with)."""
+        return self.terms
+
     def loss(self, inputs: torch.Tensor, targets: torch.Tensor, weights: Mapping[str, float],
              generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """(the reconstruction term, {term name: its weighted value}) for one batch.
@@ -179,6 +184,8 @@ def register(name: str) -> Callable[[type[Autoencoder]], type[Autoencoder]]:
         if name in FAMILIES and FAMILIES[name] is not cls:
             raise UserError(f"the family name {name!r} is registered twice: by {FAMILIES[name].__module__}."
                             f"{FAMILIES[name].__name__} and by {where}.{cls.__name__}; rename one of them")
+        if cls.measures_key is None:
+            cls.measures_key = name  # what eval.json gains, under model.<name>, if the family measures anything
         unknown = sorted(set(cls.figures) - set(FIGURES))
         if unknown:
             raise UserError(f"family {name!r} ({where}) declares the figure {unknown[0]!r}; "

@@ -299,7 +299,7 @@ def health_warning(cfg: DictConfig, model: Autoencoder, test_images: torch.Tenso
         recon = model(test_images[:256])[0]
     if torch.equal(recon.amax(0), recon.amin(0)):
         return (f"the network's output no longer depends on its input (every image gives the same "
-                f"reconstruction: dead ReLU units); {cause}")
+                f"reconstruction: {model.collapse}); {cause}")
     first, last = history.first_and_last_loss()
     if first is not None and last is not None and last > DIVERGED * first:
         return f"the training loss ended at {last:.4g}, above its first step's {first:.4g}; {cause}"

@@ -12,7 +12,8 @@ to know about a family is declared on its class and has a default, so a family t
   family can take);
 - `measures_key` and `measures()`: what `eval.json` gains under `model.<measures_key>`;
 - `figures`: which of the optional figures apply (FIGURES), with the methods that draw them;
-- `reconstruction_name`: how the training log names its reconstruction term.
+- `reconstruction_name`: how the training log names its reconstruction term, and `collapse`, what a
+  health warning calls an output that no longer depends on its input.
 
 Families of other packages are found through the entry-point group `aerun.models`: each entry names a
 module that registers families when imported, and every such module is imported before a family is
@@ -63,6 +64,7 @@ class Autoencoder(nn.Module):
     measures_key: ClassVar[str | None] = None
     figures: ClassVar[frozenset[str]] = frozenset({ACTIVATIONS, CODE_SPACE})
     reconstruction_name: ClassVar[str] = "MSE"
+    collapse: ClassVar[str] = "dead ReLU units"  # what a health warning calls an output that ignores its input
     code_dim: int
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:

@@ -24,9 +24,6 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-RESUME_PRESETS = ("deep", "shallow", "sparse", "manifold", "conv_unpool", "conv_deconv", "conv_unpool_deconv",
-                  "vae", "contractive")
-
 
 def no_cuda_line() -> str | None:
     """The one line for a machine without CUDA, or None where there is a CUDA GPU."""
@@ -82,9 +79,19 @@ def report(out: Path, timeout: float) -> dict[str, Any]:
     return {"status": status, "seconds": seconds, "training_seconds": info.get("training_seconds")}
 
 
-def resume_exactness(out: Path, data_dir: str, presets=RESUME_PRESETS, epochs: int = 2, device: str = "cuda",
-                     extra: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Per preset: the largest absolute weight difference between a straight run and a resumed one."""
+def trained_presets() -> list[str]:
+    """Every model preset of conf/model/ whose family is trained, not fitted."""
+    from aerun.compose import compose_config, group_options
+    from aerun.models import family
+
+    return [name for name in group_options("model") or []
+            if not family(compose_config("train", [f"model={name}"]).model.builder).fitted]
+
+
+def resume_exactness(out: Path, data_dir: str, presets: tuple[str, ...] | None = None, epochs: int = 2,
+                     device: str = "cuda", extra: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Per preset (default: every trained one): the largest absolute weight difference between a straight run
+    and a resumed one."""
     from omegaconf import OmegaConf
 
     from aerun import checkpoint as ckpt
@@ -93,7 +100,7 @@ def resume_exactness(out: Path, data_dir: str, presets=RESUME_PRESETS, epochs: i
 
     differences = {}
     start = time.perf_counter()
-    for preset in presets:
+    for preset in presets or trained_presets():
         overrides = [f"model={preset}", f"device={device}", f"epochs={epochs}", f"paths.data_dir={data_dir}", *extra]
         root = out / "resume" / preset
         train(compose_config("train", overrides), root / "straight")

@@ -43,7 +43,7 @@ def test_the_report_answers_every_part_with_figures_that_exist(full_report):
     for part in ASSIGNMENT:
         assert f"## {part.title}" in markdown
     assert "## Beyond the assignment" in markdown and "aerun report beyond=true" in markdown
-    families = markdown.split("## Beyond the assignment: the variational and the contractive autoencoder")[1]
+    families = markdown.split("## Beyond the assignment: other families, each beside its twin")[1]
     assert "These models are not trained yet: `aerun report beyond=true` trains them" in families
     figures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)
     assert len(figures) >= 15
@@ -155,24 +155,30 @@ def test_moves_are_judged_against_real_digits_distance_to_the_training_set():
     assert "as near to a training digit as 95 % of real test digits are" in manifold_notes([0.1], [[9.0]], 10.0, "x")[0]
 
 
-def test_the_families_section_compares_plain_variational_and_contractive(aerun_exe, tmp_path):
+def test_the_families_section_sets_each_family_beside_its_twin(aerun_exe, tmp_path):
     root = tmp_path / "r"
     done = report(aerun_exe, root, "parts=[families]", "beyond=true")
     assert done.returncode == 0, done.stderr
-    assert "part 3/3 families" in done.stdout and "job 10/10" in done.stdout  # 2 + 3 + (3 + 1 + 1) jobs
+    assert "part 3/3 families" in done.stdout and "job 14/14" in done.stdout  # 2 + 3 + (5 + 4 twins) jobs
     markdown = (root / "report.md").read_text()
-    section = markdown.split("## Beyond the assignment: the variational and the contractive autoencoder")[1]
+    section = markdown.split("## Beyond the assignment: other families, each beside its twin")[1]
     sweep = json.loads((root / "runs" / "families" / "eval.json").read_text())
     vae = next(j for j in sweep["jobs"] if j["model"]["name"] == "vae")
-    row = next(line for line in section.splitlines() if line.startswith("| VAE |"))
+    row = next(line for line in section.splitlines() if line.startswith("| vae |"))
     assert f"| {vae['model']['sse_per_image']:.4g} |" in row
-    for name in ("| deep AE (part 1) |", "| VAE twin |", "| shallow AE 128 |",
-                 "| contractive twin |", "| contractive AE 128 |"):
-        assert any(line.startswith(name) for line in section.splitlines()), name
-    assert f"negative ELBO {vae['model']['variational']['negative_elbo']:.4g} nats" in section
+    lines = section.splitlines()
+    for name in ("deep AE (part 1)", "vae twin", "vae2d", "shallow AE 128 (part 2)", "contractive twin", "contractive",
+                 "wta twin", "wta", "vqvae twin", "vqvae"):
+        assert any(line.startswith(f"| {name} |") for line in lines), name
+    for family, twin in (("vae", "vae twin"), ("wta", "wta twin"), ("vqvae", "vqvae twin")):  # each compared with its twin
+        assert any(family in line and twin in line and "SSE/image" in line for line in lines), family
+    assert f"negative elbo {vae['model']['variational']['negative_elbo']:.4g}" in section
+    vq = next(j for j in sweep["jobs"] if j["model"]["name"] == "vqvae")["model"]["vq"]
+    assert f"used codes {vq['used_codes']}" in section
     assert "| 500 |" in section and "Code noise 500: In this run" in section
     twin = json.loads((root / "runs" / "vae_twin" / "eval.json").read_text())
     assert twin["jobs"][0]["model"]["code_dim"] == vae["model"]["code_dim"] == 30
+    assert "vq" not in json.loads((root / "runs" / "vqvae_twin" / "eval.json").read_text())["jobs"][0]["model"]
     figures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", section)
-    assert {Path(f).name for f in figures} >= {"code_noise.png", "samples.png", "latent_map.png"}
+    assert {Path(f).name for f in figures} >= {"code_noise_vae.png", "samples.png", "latent_map.png", "code_usage.png"}
     assert all((root / f).is_file() for f in figures)

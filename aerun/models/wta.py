@@ -23,7 +23,7 @@ from aerun.errors import UserError
 from aerun.models.base import ACTIVATIONS, CODE_SPACE, FILTERS, Autoencoder, register
 from aerun.models.layers import check_widths, stack
 
-MOMENTUM = 0.99  # of the running threshold: about the last hundred batches
+MOMENTUM = 0.9  # of the running threshold: about the last ten batches, so it follows the weights as they grow
 
 
 @register("wta")

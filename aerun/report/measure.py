@@ -193,8 +193,9 @@ def side_channel(model: Autoencoder) -> dict[str, int] | None:
     return None if side is None else {**side, "code": model.code_dim}
 
 
-def code_measures(ctx: Context, runs: Sequence[Path], n: int = 1000) -> tuple[list[float], list[float]]:
-    """Per run, each model loaded once: (its code's scale, its Jacobian norm).
+def code_measures(ctx: Context, runs: Sequence[Path], n: int = 1000,
+                  jacobian: bool = True) -> tuple[list[float], list[float]]:
+    """Per run, each model loaded once: (its code's scale, its Jacobian norm; none without `jacobian`).
 
     Scale: the standard deviation of each code unit over the test split, averaged over the units, the
     yardstick for a code-noise level (noise 0.5 is small beside units that spread by 10, large beside
@@ -205,6 +206,7 @@ def code_measures(ctx: Context, runs: Sequence[Path], n: int = 1000) -> tuple[li
         loaded = load(run, None, ctx.device)
         images = split_of(ctx, loaded.checkpoint["config"]["dataset"]).images
         scales.append(encode(loaded.model, images).std(0).mean().item())
-        norms.append(sum(loaded.model.jacobian_norm(x).detach().double().sum().item()
-                         for x in images[:n].split(250)) / len(images[:n]))
+        if jacobian:
+            norms.append(sum(loaded.model.jacobian_norm(x).detach().double().sum().item()
+                             for x in images[:n].split(250)) / len(images[:n]))
     return scales, norms

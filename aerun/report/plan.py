@@ -7,13 +7,14 @@ Every part of the assignment is one or two sweeps of an experiment config
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
 from aerun import checkpoint as ckpt
-from aerun.compose import compose_config, one_line, sweep_combinations
+from aerun.compose import compose_config, group_options, one_line, sweep_combinations
 from aerun.errors import UserError
 from aerun.models import family
 from aerun.validate import check_train
@@ -28,12 +29,32 @@ class Sweep:
     extra: tuple[str, ...] = ()
 
 
+TWIN = "_twin"  # conf/experiment/<preset>_twin.yaml: the preset's network without its family's own part
+
+
+def twin_sweeps(sweep: Sweep) -> tuple[Sweep, ...]:
+    """One sweep per model preset of `sweep` that has a twin experiment, `<preset>_twin`."""
+    params = compose_config("train", [f"experiment={sweep.experiment}"],
+                            return_hydra_config=True).hydra.sweeper.params or {}
+    presets = [v.strip() for v in str(params.get("model", "")).split(",") if v.strip()]
+    experiments = set(group_options("experiment") or [])
+    return tuple(Sweep(p + TWIN, p + TWIN) for p in presets if p + TWIN in experiments)
+
+
 @dataclass(frozen=True)
 class Part:
     key: str
     title: str
-    sweeps: tuple[Sweep, ...]
+    own: tuple[Sweep, ...]
     needs: tuple[str, ...] = ()  # parts whose runs this part's section compares against
+    twins: bool = False  # each model preset of its sweeps also trained as its twin, where it has one
+
+    @cached_property
+    def sweeps(self) -> tuple[Sweep, ...]:
+        """Its own sweeps, then (with `twins`) a twin sweep per preset that has one."""
+        if not self.twins:
+            return self.own
+        return (*self.own, *(twin for sweep in self.own for twin in twin_sweeps(sweep)))
 
 
 ASSIGNMENT = (
@@ -51,11 +72,8 @@ BEYOND = Part("beyond", "Beyond the assignment", (
     Sweep("deep_best", "deep_best"),
     Sweep("standard_best", "standard_best"),
 ), needs=("pca_vs_ae", "standard"))
-FAMILIES = Part("families", "Beyond the assignment: the variational and the contractive autoencoder", (
-    Sweep("families", "families"),
-    Sweep("vae_twin", "vae_twin"),
-    Sweep("contractive_twin", "contractive_twin"),
-), needs=("pca_vs_ae", "standard"))
+FAMILIES = Part("families", "Beyond the assignment: other families, each beside its twin",
+                (Sweep("families", "families"),), needs=("pca_vs_ae", "standard"), twins=True)
 EXTRA = (BEYOND, FAMILIES)  # trained only with beyond=true
 PARTS = {p.key: p for p in (*ASSIGNMENT, *EXTRA)}
 

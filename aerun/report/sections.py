@@ -19,9 +19,9 @@ from aerun.report.claims import compare, is_better, trend
 from aerun.report.measure import (Context, add_figures, code_measures, epoch_spread, figures,
                                   history, manifold_distances, noisy_input_errors, ood_errors, side_channel,
                                   seconds_per_epoch, split_of, spread)
-from aerun.models import family
+from aerun.models import CODE_SPACE, Autoencoder, family
 from aerun.plot import code_noise_figure, load, ood_figure
-from aerun.report.plan import BEYOND, FAMILIES, Part, Setting
+from aerun.report.plan import BEYOND, FAMILIES, TWIN, Part, Setting
 from aerun.stats import Spread
 
 
@@ -430,33 +430,42 @@ def part_beyond(doc: Document, ctx: Context) -> None:
 
 
 CODE_NOISE = (0.1, 0.5, 0.8, 500.0)  # part 5's levels
+JACOBIAN_MAX_CODE = 256  # ||dh/dx||_F^2 takes a backward pass per code unit: measured for codes up to this size
 
 
 @dataclass
 class Family:
-    """One row of the comparison: its name in the tables, its setting, the plain twin it is compared with
-    (the same layers, output and optimiser without the family's own part), and a reference from the assignment."""
+    """One row of the comparison: its name in the tables, its setting, its seed-0 model (what the family
+    declares), the twin it is compared with (the same network without the family's own part), and the
+    assignment's model of its code size, for reference."""
 
     name: str
     setting: Setting
+    model: Autoencoder
     against: str | None = None
     reference: str | None = None
 
 
 def family_rows(ctx: Context) -> list[Family]:
-    """Each new family beside its plain twin, and beside the assignment's model of its code size: the VAE
-    beside part 1's deep AE, the contractive AE beside part 2's AE of its width."""
-    by_name = {s.cfg.model.name: s for s in ctx.settings["families"]}
-    deep = next(s for s in ctx.settings["pca_vs_ae"] if not fitted(s))
-    contractive = by_name["contractive"]
-    width = contractive.cfg.model.code
-    shallow = [s for s in ctx.settings["standard"] if s.cfg.model.code == width]
-    shallow_name = f"shallow AE {width}" if shallow else None
-    return [Family("deep AE (part 1)", deep), Family("VAE twin", ctx.settings["vae_twin"][0]),
-            Family("VAE", by_name["vae"], "VAE twin", "deep AE (part 1)"),
-            *([Family(shallow_name, shallow[0])] if shallow else []),
-            Family("contractive twin", ctx.settings["contractive_twin"][0]),
-            Family(f"contractive AE {width}", contractive, "contractive twin", shallow_name)]
+    """Each family of the families sweep beside its twin (`experiment=<preset>_twin`, where there is one) and
+    beside the assignment's model of the same code size (part 1's deep AE, part 2's AE of that width)."""
+    def model(setting: Setting) -> Autoencoder:
+        return load(setting.first.run_dir, None, ctx.device).model
+
+    assignment = [("deep AE (part 1)", s) for s in ctx.settings["pca_vs_ae"] if not fitted(s)]
+    assignment += [(f"shallow AE {s.cfg.model.code} (part 2)", s) for s in ctx.settings["standard"]]
+    sizes = {name: model(s).code_dim for name, s in assignment}
+    rows: list[Family] = []
+    for setting in ctx.settings["families"]:
+        preset, own = setting.cfg.model.name, model(setting)
+        reference = next((name for name, size in sizes.items() if size == own.code_dim), None)
+        if reference and reference not in [r.name for r in rows]:
+            rows.append(Family(reference, dict(assignment)[reference], model(dict(assignment)[reference])))
+        twin = ctx.settings.get(preset + TWIN)
+        if twin:
+            rows.append(Family(f"{preset} twin", twin[0], model(twin[0])))
+        rows.append(Family(preset, setting, own, f"{preset} twin" if twin else None, reference))
+    return rows
 
 
 def level_summary(name: str, levels: Sequence[float], distances: Sequence[Sequence[float]], p95: float) -> str:
@@ -470,112 +479,118 @@ def level_summary(name: str, levels: Sequence[float], distances: Sequence[Sequen
     return f"{name}, code noise decoded: " + "; ".join(parts) + "."
 
 
+def measures_note(f: Family, results: Sequence[dict[str, Any]]) -> str | None:
+    """A family's own measures (eval.json's model.<measures_key>) over the seeds, numbers as mean ± sd."""
+    key = f.model.measures_key
+    if not all(key in r["model"] for r in results):
+        return None
+    values = [r["model"][key] for r in results]
+    numbers = [k for k, v in values[0].items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    words = [f"{k} {v}" for k, v in values[0].items() if isinstance(v, str)]
+    return (f"{f.name}'s own measures on the test split ({', '.join(words) or key}): "
+            + ", ".join(f"{k.replace('_', ' ')} {Spread.of([v[k] for v in values]).text(4)}" for k in numbers) + ".")
+
+
 def part_families(doc: Document, ctx: Context) -> None:
-    doc.text("**Questions:** part 5 showed that noise in a plain AE's code can decode to images far from every "
-             "digit. The variational AE (`model=vae`) is built so that its code is a space to sample digits from: "
-             "its encoder gives a Gaussian per image, trained towards N(0, I) by a KL term. The contractive AE "
-             "(`model=contractive`) is built so that its code barely moves when the input moves off the data: "
-             "its loss adds the squared norm of the code's Jacobian. What do they cost in reconstruction, what "
-             "do their codes tell a linear probe, and where does noise in their codes decode to?")
-    if not_trained_yet(doc, ctx, FAMILIES, "about 3 minutes on a 2-core CPU"):
+    doc.text("**Questions:** each family below adds its own part to a plain autoencoder: the variational AE "
+             "(`model=vae`, `vae2d`) a Gaussian code pulled towards N(0, I) by a KL term, the contractive AE "
+             "(`model=contractive`) a penalty on its code's Jacobian, the winner-take-all AE (`model=wta`) "
+             "lifetime sparsity, the VQ-VAE (`model=vqvae`) a codebook its code snaps to. What does that part "
+             "cost in reconstruction, what does it change in what a linear probe reads, and where does noise "
+             "in the code decode to?")
+    if not_trained_yet(doc, ctx, FAMILIES, "about 15 minutes on a 2-core CPU"):
         return
     for sweep in FAMILIES.sweeps:
         ctx.sweep(sweep.name)  # the sweeps' eval.json and eval.md
     rows = family_rows(ctx)
-    by = {f.name: f for f in rows}
     results = {f.name: ctx.results(f.setting) for f in rows}
-    measured = {f.name: code_measures(ctx, f.setting.runs) for f in rows}
+    measured = {f.name: code_measures(ctx, f.setting.runs, jacobian=f.model.code_dim <= JACOBIAN_MAX_CODE)
+                for f in rows}
     scale = {name: Spread.of(m[0]) for name, m in measured.items()}
-    jacobian = {name: Spread.of(m[1]) for name, m in measured.items()}
-    contractive = rows[-1].setting.cfg
-    doc.text("Deep AE: part 1's 784-512-256-128-30 AE, ReLU code and output, Adam 3e-4. VAE: `model=vae`, "
-             "784-512-(mean, log-variance)-30-512-784, Bernoulli likelihood, beta 1, Adam 1e-3. VAE twin: "
-             "`experiment=vae_twin`, a plain AE with the same layers, code size, sigmoid output and optimiser, "
-             "a linear code, trained on the MSE. "
-             + (f"Shallow AE {rows[-1].setting.cfg.model.code}: part 2's one-layer ReLU AE of that width. "
-                if rows[-1].reference else "")
-             + "Contractive AE: `model=contractive`, one layer of sigmoid units, sigmoid output, "
-             f"contractive={contractive.contractive:g}, Adam at {contractive.optimizer.lr:g}. Contractive twin "
-             "(`experiment=contractive_twin`): the same without the penalty. Each family is compared with its "
-             "twin, so that a difference is the family's own part.")
-    doc.table(["model", "code", "epochs", "SSE/image", "probe accuracy", "code unit sd", "‖∂h/∂x‖²_F",
-               "s/epoch"], [
+    jacobian = {name: Spread.of(m[1]) if m[1] else None for name, m in measured.items()}
+    doc.text("Each family is compared with its twin, `experiment=<preset>_twin`: the same layers, output and "
+             "optimiser without the family's own part (conf/experiment/ says what each twin lacks), so that a "
+             "difference between the two is that part; and, for reference, with the assignment's model of the "
+             "same code size where there is one.")
+    doc.table(["model", "code", "epochs", "SSE/image", "probe accuracy", "code unit sd", "‖∂h/∂x‖²_F", "s/epoch"], [
         [f.name, results[f.name][0]["model"]["code_dim"], results[f.name][0]["epoch"], sse(results[f.name]).text(),
-         pct(probe(results[f.name])), scale[f.name].text(3), jacobian[f.name].text(3), seconds_per_epoch(f.setting)]
-        for f in rows])
+         pct(probe(results[f.name])), scale[f.name].text(3),
+         jacobian[f.name].text(3) if jacobian[f.name] else "-", seconds_per_epoch(f.setting)] for f in rows])
     doc.text("Code unit sd: the standard deviation of a code unit over the test digits, averaged over the units "
              "(the scale the noise levels below are added at). ‖∂h/∂x‖²_F: the squared Frobenius norm of the "
              "code's Jacobian with respect to the input pixels, mean over 1,000 test digits (the contractive "
-             "penalty, unweighted). The VAE's code is its posterior mean.")
+             f"penalty, unweighted; measured for codes of at most {JACOBIAN_MAX_CODE} units). A VAE's code is its "
+             "posterior mean; the probe reads each family's features (a winner-take-all AE's every ReLU "
+             "activation, as its paper's classifier does).")
     pairs = [(f.name, f.against) for f in rows if f.against]
-    pixels = spread(results["VAE"], "pixels_probe_accuracy")
+    pixels = spread(results[rows[0].name], "pixels_probe_accuracy")
     notes = []
     for new, old in pairs:
-        notes += [compare(new, sse(results[new]), old, sse(results[old])),
-                  compare(new, jacobian[new], old, jacobian[old], "‖∂h/∂x‖²_F", noun="Jacobian norm"),
-                  probe_note(new, probe(results[new]), old, probe(results[old]), pixels, "Probe:")]
+        notes.append(compare(new, sse(results[new]), old, sse(results[old])))
+        if jacobian[new] and jacobian[old]:
+            notes.append(compare(new, jacobian[new], old, jacobian[old], "‖∂h/∂x‖²_F", noun="Jacobian norm"))
+        notes.append(probe_note(new, probe(results[new]), old, probe(results[old]), pixels, "Probe:"))
     for f in rows:
         if f.reference:
             notes.append(f"Against {f.reference}, for reference: " + compare(
                 f.name, sse(results[f.name]), f.reference, sse(results[f.reference])))
-    v = [r["model"]["variational"] for r in results["VAE"]]
-    terms = {k: Spread.of([x[k] for x in v]) for k in ("kl", "reconstruction_nll", "negative_elbo", "active_units")}
-    notes.append(f"The VAE's terms on the test split, per image ({v[0]['reconstruction']} likelihood): KL "
-                 f"{terms['kl'].text(3)} nats, reconstruction NLL {terms['reconstruction_nll'].text(4)} nats, "
-                 f"negative ELBO {terms['negative_elbo'].text(4)} nats; {terms['active_units'].text(3)} of its "
-                 f"{results['VAE'][0]['model']['code_dim']} code units are active (posterior-mean variance > 0.01).")
+    notes += [note for f in rows if (note := measures_note(f, results[f.name]))]
     doc.items(notes)
 
     # part 5's levels, then noise as large as the code's own scale (the last level), in one pass per model
-    distances = {f.name: manifold_distances(ctx, f.setting, [], [*CODE_NOISE, scale[f.name].mean]) for f in rows}
-    d0 = distances[rows[0].name]
+    decodes = [f for f in rows if CODE_SPACE in f.model.figures]
+    distances = {f.name: manifold_distances(ctx, f.setting, [], [*CODE_NOISE, scale[f.name].mean]) for f in decodes}
     own = len(CODE_NOISE)
 
     def at(name: str, i: int) -> Spread:
         return Spread.of([seed[i] for seed in distances[name].code])
 
-    doc.text("Noise in the code, as in part 5: one test digit's code plus Gaussian noise at each level, decoded, "
-             "and the decoded image's SSE to the nearest of the training digits (mean of 100 draws), beside the "
-             f"same distance for 1,000 real test digits: median {d0.test_median:.1f}, 95th percentile "
-             f"{d0.test_p95:.1f}. The last row adds noise as large as each code's own unit sd.")
-    doc.table(["code noise", *by], [[level, *[at(n, i).text(3) for n in by]] for i, level in enumerate(CODE_NOISE)]
-              + [["the code's own unit sd", *[f"{at(n, own).text(3)} (at {scale[n].mean:.3g})" for n in by]]])
-    notes = [level_summary(f.name, CODE_NOISE, [seed[:own] for seed in distances[f.name].code], d0.test_p95)
-             for f in rows]
-    what = "distance to the nearest training digit"
-    for new, old in pairs:
-        for i, level in enumerate(CODE_NOISE):
-            notes.append(f"Code noise {level:g}: " + compare(new, at(new, i), old, at(old, i), what, noun="distance"))
-        notes.append("Noise as large as each code's own spread: "
-                     + compare(new, at(new, own), old, at(old, own), what, noun="distance"))
-    bounded = [f.name for f in rows if load(f.setting.first.run_dir, None, ctx.device).model.bounded_output]
-    if bounded:
-        notes.append(f"{', '.join(bounded)} end in a sigmoid: any two images in [0, 1] are at most "
-                     f"{math.prod(IMAGE_SHAPE)} apart, which bounds their distances at every noise level; an output "
-                     "without a bound has none.")
-    doc.items(notes)
+    if decodes:
+        d0 = distances[decodes[0].name]
+        doc.text("Noise in the code, as in part 5: one test digit's code plus Gaussian noise at each level, decoded, "
+                 "and the decoded image's SSE to the nearest of the training digits (mean of 100 draws), beside the "
+                 f"same distance for 1,000 real test digits: median {d0.test_median:.1f}, 95th percentile "
+                 f"{d0.test_p95:.1f}. The last row adds noise as large as each code's own unit sd.")
+        names = [f.name for f in decodes]
+        doc.table(["code noise", *names], [[level, *[at(n, i).text(3) for n in names]]
+                                           for i, level in enumerate(CODE_NOISE)]
+                  + [["the code's own unit sd", *[f"{at(n, own).text(3)} (at {scale[n].mean:.3g})" for n in names]]])
+        notes = [level_summary(f.name, CODE_NOISE, [seed[:own] for seed in distances[f.name].code], d0.test_p95)
+                 for f in decodes]
+        what = "distance to the nearest training digit"
+        for new, old in pairs:
+            if new in distances and old in distances:
+                for i, level in enumerate(CODE_NOISE):
+                    notes.append(f"Code noise {level:g}: "
+                                 + compare(new, at(new, i), old, at(old, i), what, noun="distance"))
+                notes.append("Noise as large as each code's own spread: "
+                             + compare(new, at(new, own), old, at(old, own), what, noun="distance"))
+        bounded = [f.name for f in decodes if f.model.bounded_output]
+        if bounded:
+            notes.append(f"{', '.join(bounded)} end in a sigmoid: any two images in [0, 1] are at most "
+                         f"{math.prod(IMAGE_SHAPE)} apart, which bounds their distances at every noise level; an "
+                         "output without a bound has none.")
+        doc.items(notes)
 
     path = figures(ctx, "families")
     dataset = rows[0].setting.cfg.dataset
-    groups = {"code_noise.png": [rows[0], *(f for f in rows if f.name in ("VAE twin", "VAE"))],
-              "code_noise_contractive.png": [f for f in rows[3:]]}
-    for name, group in groups.items():
-        code_noise_figure([load(f.setting.first.run_dir, f.name, ctx.device) for f in group], split_of(ctx, dataset),
-                          [int(i) for i in dataset.showcase], CODE_NOISE, ctx.cfg.noise_seed, path / "figures" / name)
-    add_figures(doc, ctx, path, [
-        ("code_noise.png", "Part 5's code noise: one digit's code plus noise, decoded — the VAE beside the plain AEs "
-                           "(the same draws for every model)"),
-        ("code_noise_contractive.png", "The same for the contractive AE, its twin and part 2's AE"),
-        ("reconstructions.png", "Showcase digits: VAE, 2-d VAE, contractive AE")])
-    variational = {s.cfg.model.name: s for s in ctx.settings["families"]}
-    add_figures(doc, ctx, variational["vae"].first.run_dir, [("samples.png", "The VAE: codes drawn from N(0, I), "
-                                                                             "decoded")])
-    vae2d = ctx.results(variational["vae2d"])
-    doc.text(f"The 2-d VAE reconstructs with SSE/image {sse(vae2d).text()}; its probe reads {pct(probe(vae2d))} "
-             "from two numbers. Its whole code space:")
-    add_figures(doc, ctx, variational["vae2d"].first.run_dir, [
-        ("latent_map.png", "The 2-d VAE: test codes coloured by digit, and images decoded over the same area"),
-        ("samples.png", "The 2-d VAE: codes drawn from N(0, I), decoded")])
+    by_name = {f.name: f for f in rows}
+    for f in rows:
+        if f.against and f.name in distances:
+            group = [by_name[n] for n in (f.reference, f.against) if n and n in distances] + [f]
+            code_noise_figure([load(g.setting.first.run_dir, g.name, ctx.device) for g in group],
+                              split_of(ctx, dataset), [int(i) for i in dataset.showcase], CODE_NOISE,
+                              ctx.cfg.noise_seed, path / "figures" / f"code_noise_{f.name}.png")
+            add_figures(doc, ctx, path, [(f"code_noise_{f.name}.png", f"Part 5's code noise: one digit's code plus "
+                                          f"noise, decoded — {f.name} beside {' and '.join(g.name for g in group[:-1])}"
+                                          " (the same draws for every model)")])
+    add_figures(doc, ctx, path, [("reconstructions.png", "Showcase digits: each family")])
+    for f in rows:
+        if f.against or f.setting in ctx.settings["families"]:
+            add_figures(doc, ctx, f.setting.first.run_dir, [
+                ("samples.png", f"{f.name}: codes drawn from its prior, decoded"),
+                ("latent_map.png", f"{f.name}: test codes coloured by digit, and images decoded over the same area"),
+                ("code_usage.png", f"{f.name}: how often each codebook entry is chosen")])
 
 
 SECTIONS: dict[str, Callable[[Document, Context], None]] = {

@@ -1,0 +1,86 @@
+"""One place for every default and type (aerun.schema); checkpoints from before a key existed still work;
+what a family is, asked of the family, never of the object."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from aerun import checkpoint as ckpt
+from aerun.evaluate import evaluate
+from aerun.models import families
+from aerun.plot import plot
+from aerun.report.plan import first_difference
+from aerun.schema import DEFAULTS, TrainConfig
+from aerun.train import train
+
+from conftest import SMOKE
+
+AERUN = Path(__file__).resolve().parent.parent / "aerun"
+CONF = AERUN.parent / "conf"
+
+
+def test_every_top_level_term_weight_has_its_type_and_default_in_the_schema():
+    keys = {t.key for cls in families().values() for t in cls.terms if t.top_level}
+    assert keys == {"sparsity", "contractive", "beta"}
+    assert keys <= set(DEFAULTS)
+    assert {f.name: f.type for f in fields(TrainConfig) if f.name in keys} == dict.fromkeys(keys, "float")
+
+
+def test_train_yaml_sets_no_top_level_default_of_its_own():
+    """A default written in conf/train.yaml as well as in the schema would be two places for one number."""
+    own = OmegaConf.load(CONF / "train.yaml")
+    assert set(own) <= {"defaults", "hydra"}, set(own)
+
+
+def test_the_composed_config_is_typed_and_takes_its_defaults_from_the_schema(make_cfg):
+    cfg = make_cfg("train", ["model=shallow"])
+    assert {key: cfg[key] for key in DEFAULTS} == DEFAULTS
+    assert make_cfg("train", ["model=sparse"]).sparsity == 4e-6  # a preset still sets what it sets
+
+
+def test_a_checkpoint_from_before_a_key_existed_evaluates_plots_resumes_and_is_reused(make_cfg, tmp_path):
+    cfg = make_cfg("train", [*SMOKE, "model=shallow", "model.hidden=16", "epochs=1"])
+    train(cfg, tmp_path)
+    path = tmp_path / ckpt.CHECKPOINT
+    state = torch.load(path, weights_only=True)
+    newer = ("augment_shift", "logger", "contractive", "beta", "lr_schedule")
+    for key in newer:
+        del state["config"][key]
+    torch.save(state, path)
+    loaded = ckpt.load(path)["config"]
+    assert {key: loaded[key] for key in newer} == {key: DEFAULTS[key] for key in newer}
+    assert evaluate(tmp_path, "unused", "cpu")["epoch"] == 1
+    assert "reconstructions.png" in {p.name for p in plot(tmp_path, "unused", "cpu")}
+    config = OmegaConf.create(ckpt.load(path)["config"])
+    config.epochs = 2
+    train(config, tmp_path, resume=True)
+    assert ckpt.load(path)["epoch"] == 2
+    # the report compares a stored config with the one it wants: a key the run predates is no difference
+    wanted = OmegaConf.to_container(make_cfg("train", [*SMOKE, "model=shallow", "model.hidden=16"]), resolve=True)
+    state = torch.load(path, weights_only=True)
+    for key in newer:
+        del state["config"][key]
+    torch.save(state, path)
+    assert first_difference(ckpt.load(path)["config"], wanted) is None
+
+
+FAMILY_TESTS = [
+    (r"\bhasattr\((model|m|self\.model|clone)\b", "asks the object what it has"),
+    (r"isinstance\([^)]*(PCA|MLPAutoencoder|ConvAutoencoder|VariationalAutoencoder|WinnerTakeAll|VectorQuantised)",
+     "tests the object's class"),
+    (r"builder\s*(==|!=|in)\s*[\"'(]", "compares a builder name"),
+    (r"[\"'](pca|mlp|conv|vae|wta|vqvae)[\"']\s*(==|!=|in)\b", "compares a builder name"),
+]
+
+
+@pytest.mark.parametrize("pattern, what", FAMILY_TESTS, ids=[w for _, w in FAMILY_TESTS])
+def test_no_module_outside_the_models_package_asks_what_family_a_model_is(pattern, what):
+    found = [f"{path.relative_to(AERUN)}:{n}" for path in AERUN.rglob("*.py") if "models" not in path.parts
+             for n, line in enumerate(path.read_text().splitlines(), 1) if re.search(pattern, line)]
+    assert not found, f"{what}: {found}"

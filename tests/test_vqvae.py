@@ -64,6 +64,11 @@ def test_the_codebook_starts_at_encoder_outputs_and_dead_entries_are_restarted()
         rows = model.vectors(model.encoder(images))
     assert all((rows - entry).abs().sum(1).min() == 0 for entry in model.codebook)  # each entry is a data point
 
+    assert torch.sigmoid(model.decoder[-2].bias).item() == pytest.approx(images.mean().item(), rel=1e-5)
+    twin = small(quantize=False)
+    twin.start_from_data(images)  # the twin's output starts at the mean pixel too; it has no codebook to draw
+    assert torch.sigmoid(twin.decoder[-2].bias).item() == pytest.approx(images.mean().item(), rel=1e-5)
+
     x = torch.rand(8, 1, 28, 28)
     model.usage.fill_(5.0)
     model.usage[[1, 4]] = 0.0  # two entries no vector chose for a long time

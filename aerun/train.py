@@ -283,8 +283,10 @@ def write_failure(exc: OSError, run_dir: Path, epoch: int) -> EnvironmentFailure
 DIVERGED = 1.1
 
 
-def health_warning(cfg: DictConfig, model: Autoencoder, test_images: torch.Tensor, history: "History") -> str | None:
-    """A warning for a run that finished but did not learn: its output ignores its input, or its loss grew.
+def health_warning(cfg: DictConfig, model: Autoencoder, test_images: torch.Tensor, history: "History",
+                   mean_image: torch.Tensor | None = None) -> str | None:
+    """A warning for a run that finished but did not learn: its output ignores its input, it reconstructs the
+    test images no better than the mean training image does, or its loss grew.
 
     It names the likely causes: the learning rate, each of the family's terms weighted above its
     default (aerun.objective.Objective.causes), and the training noise.
@@ -300,6 +302,12 @@ def health_warning(cfg: DictConfig, model: Autoencoder, test_images: torch.Tenso
     if torch.equal(recon.amax(0), recon.amin(0)):
         return (f"the network's output no longer depends on its input (every image gives the same "
                 f"reconstruction: {model.collapse}); {cause}")
+    if mean_image is not None:
+        test_mse, blank = mean_mse(model, test_images), (test_images - mean_image).pow(2).mean().item()
+        if test_mse >= blank:
+            return (f"the test MSE ended at {test_mse:.4g}, no better than the mean training image's {blank:.4g}: "
+                    f"the network has learnt nothing of its inputs ({model.collapse}, or too few epochs "
+                    f"(epochs={cfg.epochs})); {cause}")
     first, last = history.first_and_last_loss()
     if first is not None and last is not None and last > DIVERGED * first:
         return f"the training loss ended at {last:.4g}, above its first step's {first:.4g}; {cause}"
@@ -406,7 +414,7 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
                  model.reconstruction_name, record[:, 0].mean().item(), test_loss, seconds)
     if events:
         events.close()
-    warning = health_warning(cfg, model, test_set.images, history)
+    warning = health_warning(cfg, model, test_set.images, history, train_set.images.mean(0))
     if warning:
         log.warning("warning: %s", warning)
     return {"run_dir": str(run_dir), "epochs": cfg.epochs, "test_loss": test_loss, "warning": warning}

@@ -222,8 +222,10 @@ def test_a_dead_network_ends_with_a_warning_naming_the_learning_rate(make_cfg, t
 
 
 def test_a_healthy_run_has_no_warning_and_a_grown_loss_has_one(make_cfg, tmp_path):
-    cfg = make_cfg("train", [*SMOKE, "model=shallow", "model.hidden=16"])
+    cfg = make_cfg("train", [*SMOKE, "model=shallow", "model.hidden=16", "optimizer.lr=1e-2"])
     assert train(cfg, tmp_path / "ok")["warning"] is None
+    short = train(make_cfg("train", [*SMOKE, "model=shallow", "model.hidden=16", "epochs=1"]), tmp_path / "short")
+    assert "no better than the mean training image's" in short["warning"] and "epochs=1" in short["warning"]
 
     (tmp_path / "grown").mkdir()
     history = History(tmp_path / "grown")  # a run whose loss went from 0.1 to 0.2

@@ -15,7 +15,6 @@ optimiser; the median of `repeats` epochs is reported.
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import statistics
 import time
@@ -29,6 +28,7 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from aerun import atomic
 from aerun.data import ensure, load_split
 from aerun.models import Autoencoder, build, builder_args
 from aerun.objective import Objective, loss_terms
@@ -102,7 +102,7 @@ def aerun_epoch(model, optimizer, images: torch.Tensor, batch_size: int, seed: i
     synchronize(device)
     start = time.perf_counter()
     train_epoch(model, optimizer, images, batch_size=batch_size,
-                generator=epoch_generator(seed, epoch, device), objective=Objective.defaults(model), desc="aerun")
+                generator=epoch_generator(seed, epoch), objective=Objective.defaults(model), desc="aerun")
     synchronize(device)
     return time.perf_counter() - start
 
@@ -202,8 +202,7 @@ def bench(cfg: DictConfig, models: dict[str, DictConfig], run_dir: Path) -> dict
         "repeats": cfg.repeats,
         "presets": rows,
     }
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
+    atomic.write_json(run_dir / "bench.json", result)
     return result
 
 

@@ -1,12 +1,19 @@
-"""Self-describing checkpoints: plain containers, loadable with `weights_only=True`, written atomically.
+"""Self-describing checkpoints: plain containers, loadable with `weights_only=True`, written atomically,
+checked by a checksum, the previous one kept.
 
-A checkpoint holds the registry name and builder arguments, so `rebuild` makes the
-model from the checkpoint alone, never from today's config.
+A checkpoint holds the registry name and builder arguments, so `rebuild` makes the model from the
+checkpoint alone, never from today's config. It also holds `sha256`, a digest of everything else in
+it (every tensor's bytes, dtype and shape, every other value), which every load recomputes: a file
+damaged on the disk, in a copy or by a half-synced folder fails it, and is named as damaged rather
+than used. Each save keeps the checkpoint it replaces as `checkpoints/previous.pt`, so a run whose
+latest checkpoint is damaged resumes from the one before (`latest_intact`).
 """
 
 from __future__ import annotations
 
-import os
+import hashlib
+import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +21,19 @@ import torch
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from aerun import schema
-from aerun.errors import UserError
+from aerun import atomic, schema
+from aerun.errors import EnvironmentFailure, UserError
 from aerun.models import Autoencoder, build
 
 FORMAT = 1
 CHECKPOINT = Path("checkpoints") / "last.pt"
+PREVIOUS = Path("checkpoints") / "previous.pt"
+DIGEST = "sha256"
+log = logging.getLogger(__name__)
+
+
+class DamagedCheckpoint(EnvironmentFailure):
+    """A checkpoint that cannot be read, or whose content fails its checksum."""
 
 
 def rng_state() -> dict[str, Any]:
@@ -52,7 +66,7 @@ def make(
             "code_dim": int(model.code_dim),
             "state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         },
-        "optimizer": None if optimizer is None else optimizer.state_dict(),
+        "optimizer": None if optimizer is None else on_cpu(optimizer.state_dict()),
         "epoch": epoch,
         "step": step,
         "rng": rng_state(),
@@ -60,36 +74,123 @@ def make(
     }
 
 
+def on_cpu(value: Any) -> Any:
+    """Every tensor in a nested container moved to the CPU: a checkpoint holds CPU tensors only, so a run
+    trained on a GPU resumes on a machine without one (the optimiser moves its state back to its parameters)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, dict):
+        return {k: on_cpu(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(on_cpu(v) for v in value)
+    return value
+
+
+def _feed(digest: Any, value: Any) -> None:
+    """Every tensor by dtype, shape and bytes, every other value by its JSON; mappings in key order."""
+    if isinstance(value, torch.Tensor):
+        t = value.detach().cpu().contiguous()
+        digest.update(f"tensor {t.dtype} {tuple(t.shape)}".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    elif isinstance(value, dict):
+        digest.update(b"{")
+        for key in sorted(value, key=lambda k: (type(k).__name__, str(k))):
+            digest.update(json.dumps(key).encode() if isinstance(key, str) else repr(key).encode())
+            _feed(digest, value[key])
+        digest.update(b"}")
+    elif isinstance(value, (list, tuple)):
+        digest.update(b"[")
+        for item in value:
+            _feed(digest, item)
+        digest.update(b"]")
+    else:
+        digest.update(json.dumps(value).encode())
+
+
+def content_digest(checkpoint: dict[str, Any]) -> str:
+    """SHA-256 of a checkpoint's content: everything in it but the digest itself."""
+    digest = hashlib.sha256()
+    _feed(digest, {k: v for k, v in checkpoint.items() if k != DIGEST})
+    return digest.hexdigest()
+
+
 def save(checkpoint: dict[str, Any], path: Path) -> None:
-    """Write to a temporary file beside `path`, flush it to disk, then rename over `path`."""
+    """Stamp the checksum, write beside `path`, flush to disk, keep the checkpoint `path` held as previous.pt
+    beside it, then rename over `path` (aerun.atomic): at every moment `path` is a whole checkpoint."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(checkpoint, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:  # interrupted before the rename: the previous checkpoint stands, drop the partial one
-        tmp.unlink(missing_ok=True)
+    checkpoint[DIGEST] = content_digest(checkpoint)
+    with atomic.replacing(path, "wb", keep=path.with_name(PREVIOUS.name)) as f:
+        torch.save(checkpoint, f)
 
 
-def load(path: Path) -> dict[str, Any]:
+_UNCHECKED: set[Path] = set()
+
+
+def read(path: Path) -> dict[str, Any]:
+    """A checkpoint file read and verified: DamagedCheckpoint for one that is unreadable or fails its checksum."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"no checkpoint at {path}; train a run first (`aerun train`)")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise UserError(f"checkpoint {path} is unreadable ({type(exc).__name__}); it is truncated or not an aerun checkpoint") from None
+        raise DamagedCheckpoint(f"checkpoint {path} is unreadable ({type(exc).__name__}): it is truncated, damaged "
+                                "or not an aerun checkpoint") from None
     keys = ("format", "model", "config", "epoch", "step")
     if not isinstance(checkpoint, dict) or any(k not in checkpoint for k in keys):
         raise UserError(f"{path} is not an aerun checkpoint")
     if checkpoint["format"] > FORMAT:
         raise UserError(f"checkpoint {path} has format {checkpoint['format']}, this aerun reads up to {FORMAT}; upgrade aerun")
+    if DIGEST not in checkpoint:
+        if path not in _UNCHECKED:  # said once per file and process
+            _UNCHECKED.add(path)
+            log.info("%s was written before aerun checksummed its checkpoints: nothing to verify", path)
+    elif content_digest(checkpoint) != checkpoint[DIGEST]:
+        raise DamagedCheckpoint(f"checkpoint {path} fails its checksum (SHA-256 of its content): it is damaged")
     checkpoint["config"] = completed(checkpoint["config"], path)
     return checkpoint
+
+
+def load(path: Path) -> dict[str, Any]:
+    """The checkpoint at `path`, verified; for a damaged one, one line that names the intact previous one."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"no checkpoint at {path}; train a run first (`aerun train`)")
+    try:
+        return read(path)
+    except DamagedCheckpoint as damaged:
+        previous = path.with_name(PREVIOUS.name)
+        try:
+            intact = read(previous) if previous.is_file() else None
+        except (DamagedCheckpoint, UserError):
+            intact = None
+        run = path.parent.parent
+        if intact is None:
+            raise DamagedCheckpoint(f"{damaged}, and no intact previous checkpoint is beside it; train the run again "
+                                    "(delete its folder first)") from None
+        raise DamagedCheckpoint(f"{damaged}; the previous one, {previous} (epoch {intact['epoch']}), is intact: "
+                                f"aerun train resume={run} continues from it") from None
+
+
+def latest_intact(run_dir: Path) -> tuple[dict[str, Any], Path] | None:
+    """The newest checkpoint of a run that reads and passes its checksum (last.pt, else previous.pt), and its
+    path; None where the run has none. A damaged last.pt is said in the log; both damaged is an error."""
+    last, previous = Path(run_dir) / CHECKPOINT, Path(run_dir) / PREVIOUS
+    if not last.is_file() and not previous.is_file():
+        return None
+    try:
+        if last.is_file():
+            return read(last), last
+        problem = f"{last} is missing (a save was interrupted)"
+    except DamagedCheckpoint as damaged:
+        problem = str(damaged)
+    if not previous.is_file():
+        raise DamagedCheckpoint(f"{problem}, and there is no previous checkpoint; train the run again "
+                                "(delete its folder first)")
+    try:
+        checkpoint = read(previous)
+    except DamagedCheckpoint as damaged:
+        raise DamagedCheckpoint(f"{problem}, and {damaged}; train the run again (delete its folder first)") from None
+    log.warning("%s; continuing from %s (epoch %d)", problem, previous, checkpoint["epoch"])
+    return checkpoint, previous
 
 
 def completed(config: dict[str, Any], path: Path) -> dict[str, Any]:

@@ -89,7 +89,10 @@ def resume_command(cfg: DictConfig) -> dict:
     from aerun import checkpoint as ckpt
 
     run_dir = _required_run(cfg, "resume", "train")
-    config = OmegaConf.create(ckpt.load(run_dir / ckpt.CHECKPOINT)["config"])
+    found = ckpt.latest_intact(run_dir)  # a damaged last.pt: the previous checkpoint, said in the log
+    if found is None:
+        raise UserError(f"no checkpoint at {run_dir / ckpt.CHECKPOINT}; train a run first (`aerun train`)")
+    config = OmegaConf.create(found[0]["config"])
     for key in ("epochs", "device", "logger"):
         if cfg[key] is not None:
             config[key] = cfg[key]

@@ -86,6 +86,11 @@ def verify(path: Path, expected: IdxFile) -> None:
         )
 
 
+def matches(path: Path, expected: IdxFile) -> bool:
+    """Whether `path` holds exactly the expected bytes (any bytes, where no digest is recorded)."""
+    return expected.sha256 is None or sha256_of(path) == expected.sha256
+
+
 def _place_verified(src: Path, dst: Path, expected: IdxFile) -> None:
     """Move a fetched file into place only once its digest matches."""
     actual = sha256_of(src)
@@ -249,9 +254,14 @@ def ensure(name: str, data_dir: Path) -> Path:
             failures.append(f"{fetch.__name__}: {reason}")
             log.info("  failed: %s", reason)
             continue
+        wrong = [f for f in missing if (raw / f.name).is_file() and not matches(raw / f.name, f)]
+        for idx_file in wrong:  # a download that wrote other bytes (torchvision writes in place): never kept
+            (raw / idx_file.name).unlink()
+        if wrong:
+            failures.append(f"{fetch.__name__}: wrong bytes (SHA-256) for {', '.join(f.name for f in wrong)}")
+            log.info("  refused: %s has the wrong SHA-256", ", ".join(f.name for f in wrong))
+            continue
         if all((raw / f.name).is_file() for f in spec.files):
-            for idx_file in spec.files:
-                verify(raw / idx_file.name, idx_file)
             return raw
     names = ", ".join(f.name for f in missing)
     raise UserError(

@@ -16,6 +16,7 @@ import torch
 import yaml
 from torch import nn
 
+from aerun import atomic
 from aerun import checkpoint as ckpt
 from aerun.data import IMAGE_SHAPE, load_split
 from aerun.errors import UserError
@@ -253,8 +254,8 @@ def evaluate(
     results = []
     for run in runs:
         result = evaluate_run(run, data_dir, device, noise, noise_seed)
-        (run / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
-        (run / f"{name}.md").write_text(run_markdown(result))
+        atomic.write_json(run / f"{name}.json", result)
+        atomic.write_text(run / f"{name}.md", run_markdown(result))
         results.append(result)
     if not is_sweep(path, runs):
         return results[0]
@@ -266,8 +267,8 @@ def write_sweep(path: Path, runs: list[Path], results: list[dict[str, Any]], nam
     labels = job_labels(runs)
     sweep = {"sweep_dir": str(path), "jobs": [{"label": label, **r} for label, r in zip(labels, results)],
              "groups": [group_summary(label, members) for label, members in seed_groups(labels, results)]}
-    (path / f"{name}.json").write_text(json.dumps(sweep, indent=2) + "\n")
-    (path / f"{name}.md").write_text(sweep_markdown(sweep))
+    atomic.write_json(path / f"{name}.json", sweep)
+    atomic.write_text(path / f"{name}.md", sweep_markdown(sweep))
     return sweep
 
 

@@ -167,7 +167,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[gpu-check] {name}: {results[name] and results[name]['status']}", flush=True)
     if deadline - time.perf_counter() > 30:
         results["resume"] = resume_exactness(out, os.environ.get("AERUN_DATA_DIR", "data"))
-    (out / "gpu-check.json").write_text(json.dumps(results, indent=2) + "\n")
+    from aerun import atomic
+
+    atomic.write_json(out / "gpu-check.json", results)
     print(table(results))
     print(f"written: {out / 'gpu-check.json'}")
     failed = [k for k, v in results.items() if isinstance(v, dict) and v.get("status") not in (0, None)]

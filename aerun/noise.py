@@ -1,8 +1,10 @@
-"""Input corruption for denoising autoencoders (assignment part 4), drawn on the images' device.
+"""Input corruption for denoising autoencoders (assignment part 4).
 
 Every draw takes an explicit generator, so a corruption is a function of its seed:
 training reproduces its noise on resume, and evaluation shows every model the
-same noisy test images.
+same noisy test images. Draws are made on the generator's device (the CPU, for
+training and evaluation alike) and moved to the images', so they are the same
+on every device.
 """
 
 from __future__ import annotations
@@ -14,21 +16,26 @@ import torch
 from aerun.errors import UserError
 
 
+def draw(sample, like: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """`sample` (torch.rand, torch.randn) of `like`'s shape and dtype, drawn on the generator's device, moved to `like`'s."""
+    return sample(like.shape, generator=gen, device=gen.device, dtype=like.dtype).to(like.device)
+
+
 def gaussian(x: torch.Tensor, level: float, gen: torch.Generator) -> torch.Tensor:
     """x + level * N(0, 1), as the original notebook (not clipped to [0, 1])."""
-    return x + level * torch.randn(x.shape, generator=gen, device=x.device)
+    return x + level * draw(torch.randn, x, gen)
 
 
 def salt_pepper(x: torch.Tensor, level: float, gen: torch.Generator) -> torch.Tensor:
     """A fraction `level` of the pixels, chosen independently, set to 0 or 1 with equal odds."""
-    hit = torch.rand(x.shape, generator=gen, device=x.device) < level
-    salt = torch.rand(x.shape, generator=gen, device=x.device) < 0.5
+    hit = draw(torch.rand, x, gen) < level
+    salt = draw(torch.rand, x, gen) < 0.5
     return torch.where(hit, salt.to(x.dtype), x)
 
 
 def masking(x: torch.Tensor, level: float, gen: torch.Generator) -> torch.Tensor:
     """A fraction `level` of the pixels set to 0 (the masking noise of denoising AEs)."""
-    return x * (torch.rand(x.shape, generator=gen, device=x.device) >= level)
+    return x * (draw(torch.rand, x, gen) >= level)
 
 
 NOISES: dict[str, Callable[[torch.Tensor, float, torch.Generator], torch.Tensor]] = {

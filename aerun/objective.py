@@ -108,7 +108,8 @@ def l1(code: torch.Tensor) -> torch.Tensor:
 
 def reparameterise(mean: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     """A sample z = mean + sigma * eps, eps ~ N(0, I), differentiable in mean and logvar."""
-    eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+    where = generator.device if generator is not None else mean.device  # the epoch's generator: on the CPU
+    eps = torch.randn(mean.shape, generator=generator, device=where, dtype=mean.dtype).to(mean.device)
     return mean + torch.exp(0.5 * logvar) * eps
 
 

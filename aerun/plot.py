@@ -18,6 +18,7 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
+from aerun import atomic
 from aerun import checkpoint as ckpt
 from aerun.data import load_split
 from aerun.errors import UserError
@@ -67,8 +68,8 @@ def load(run: Path, label: str | None, device: str, prefix: str = "") -> Loaded:
 
 
 def _save(fig: Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    with atomic.replacing(path) as f:  # a failed write leaves the previous figure, or none
+        fig.savefig(f, format="png", dpi=100)
     return path
 
 

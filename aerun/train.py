@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from aerun import checkpoint as ckpt
-from aerun import failures, runlock, schema
+from aerun import atomic, failures, runlock, schema
 from aerun.data import load_split
 from aerun.errors import EnvironmentFailure, UserError
 from aerun.evaluate import sse_per_image
@@ -108,9 +108,11 @@ _MEMORY_KEPT = False
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
 
 
-def epoch_generator(seed: int, epoch: int, device: torch.device) -> torch.Generator:
-    """Randomness of an epoch (data order, noise) from (seed, epoch) alone, so a resumed run sees the same."""
-    return torch.Generator(device=device).manual_seed(seed * 100_003 + epoch)
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """Randomness of an epoch (data order, noise, shifts, a VAE's samples) from (seed, epoch) alone, so a resumed
+    run sees the same. A CPU generator on every device: each draw is made on the CPU and then moved, so a run
+    draws the same numbers on a GPU as on a laptop, and resumes on either (CPU and CUDA streams differ)."""
+    return torch.Generator().manual_seed(seed * 100_003 + epoch)
 
 
 LR_SCHEDULES = ("constant", "cosine")
@@ -145,9 +147,11 @@ def check_schedule_extension(run_dir: Path, base: float, schedule: str, planned:
                         f"train a new run with epochs={epochs} (a constant-rate run can be extended)")
 
 
-def batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
-    """Index batches of a fresh permutation; the last batch may be smaller."""
-    order = torch.randperm(n, generator=generator, device=generator.device)
+def batches(n: int, batch_size: int, generator: torch.Generator,
+            device: torch.device | str = "cpu") -> Iterator[torch.Tensor]:
+    """Index batches of a fresh permutation, drawn on the generator's device and moved to `device`; the last
+    batch may be smaller."""
+    order = torch.randperm(n, generator=generator, device=generator.device).to(device)
     yield from order.split(batch_size)
 
 
@@ -157,7 +161,7 @@ def random_shift(x: torch.Tensor, pixels: int, generator: torch.Generator) -> to
         return x
     b, c, h, w = x.shape
     padded = F.pad(x, (pixels, pixels, pixels, pixels)).flatten(2)
-    offsets = torch.randint(0, 2 * pixels + 1, (b, 2, 1), generator=generator, device=generator.device)
+    offsets = torch.randint(0, 2 * pixels + 1, (b, 2, 1), generator=generator, device=generator.device).to(x.device)
     rows = torch.arange(h, device=x.device) + offsets[:, 0]  # (b, h) rows of the padded image
     cols = torch.arange(w, device=x.device) + offsets[:, 1]  # (b, w)
     index = (rows[:, :, None] * (w + 2 * pixels) + cols[:, None, :]).view(b, 1, h * w).expand(b, c, h * w)
@@ -189,7 +193,7 @@ def train_epoch(
     n_steps = -(-images.shape[0] // batch_size)
     record = torch.empty(n_steps, 1 + len(objective.names), device=images.device)
     with tqdm(total=n_steps, desc=desc, unit="batch", leave=False, disable=None) as bar:
-        for i, idx in enumerate(batches(images.shape[0], batch_size, generator)):
+        for i, idx in enumerate(batches(images.shape[0], batch_size, generator, images.device)):
             x = random_shift(images.index_select(0, idx), shift, generator)  # index_select: faster than images[idx]
             reconstruction, terms = loss_terms(model, corrupt(x, *noise, noise_generator), x, objective, generator)
             optimizer.zero_grad(set_to_none=True)
@@ -231,8 +235,8 @@ class History:
             if upto_epoch and path.exists():
                 with open(path, newline="") as f:
                     kept = [row for row in csv.DictReader(f) if int(row["epoch"]) <= upto_epoch]
-            with open(path, "w", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+            with atomic.replacing(path, "w") as f:  # the old rows stay whole until the kept ones replace them
+                writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore", lineterminator="\r\n")
                 writer.writeheader()
                 writer.writerows(kept)
 
@@ -277,6 +281,27 @@ def write_failure(exc: OSError, run_dir: Path, epoch: int) -> EnvironmentFailure
             else "no epoch was finished")
     return EnvironmentFailure(f"could not write epoch {epoch} of {run_dir}: {exc.strerror or exc} "
                               f"({exc.filename or 'checkpoint'}); {advice}; {kept}")
+
+
+def check_finite_state(state: dict[str, Any], path: Path) -> None:
+    """A checkpoint whose weights or optimiser state already hold NaN or infinity cannot be resumed: one line
+    naming the file (no learning rate explains a state that was non-finite before the first step)."""
+    def tensors(value: Any) -> Iterator[tuple[str, torch.Tensor]]:
+        if isinstance(value, torch.Tensor):
+            yield "", value
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                yield from ((f"{key}.{name}".rstrip("."), t) for name, t in tensors(item))
+        elif isinstance(value, (list, tuple)):
+            for i, item in enumerate(value):
+                yield from ((f"{i}.{name}".rstrip("."), t) for name, t in tensors(item))
+
+    for part in ("model", "optimizer"):
+        for name, tensor in tensors(state[part]["state"] if part == "model" else state[part] or {}):
+            if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                raise EnvironmentFailure(f"{path} holds non-finite values in its {part} state ({name}) before any "
+                                         "step: it cannot be resumed, whatever the learning rate; "
+                                         "train the run again (delete its folder first)")
 
 
 # A run whose loss ends this far above its first step's has diverged.
@@ -330,9 +355,14 @@ def train(cfg: DictConfig, run_dir: Path, *, resume: bool = False) -> dict[str, 
 
 def _train(cfg: DictConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
     path = run_dir / ckpt.CHECKPOINT
-    state = ckpt.load(path) if resume else None
-    if state is None and path.exists():
+    found = ckpt.latest_intact(run_dir) if resume else None
+    if resume and found is None:
+        raise UserError(f"no checkpoint at {path}; train a run first (`aerun train`)")
+    if not resume and (path.exists() or (run_dir / ckpt.PREVIOUS).exists()):
         raise UserError(f"{run_dir} already holds a trained run; choose another hydra.run.dir")
+    state = found[0] if found else None
+    if state:
+        check_finite_state(state, found[1])
     done = state["epoch"] if state else 0
     if cfg.epochs < done:
         raise UserError(f"epochs={cfg.epochs} is not allowed: {run_dir} is already trained to epoch {done}")
@@ -387,15 +417,20 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
             group["lr"] = lr
         record = train_epoch(
             model, optimizer, train_set.images,
-            batch_size=cfg.batch_size, generator=epoch_generator(cfg.seed, epoch, device),
+            batch_size=cfg.batch_size, generator=epoch_generator(cfg.seed, epoch),
             objective=objective, desc=f"epoch {epoch}/{cfg.epochs}",
-            noise=(cfg.noise.name, cfg.noise.level), noise_generator=epoch_generator(cfg.noise_seed, epoch, device),
+            noise=(cfg.noise.name, cfg.noise.level), noise_generator=epoch_generator(cfg.noise_seed, epoch),
             shift=cfg.augment_shift,
         )
         finite = torch.isfinite(record).all(dim=1)
         if not finite.all():
             bad = step + int((~finite).nonzero()[0]) + 1
             kept = f"the last good checkpoint (epoch {epoch - 1}) is kept" if epoch > 1 else "no epoch was finished"
+            if epoch == done + 1 and state:  # the resumed state, not the learning rate, is what changed
+                raise UserError(f"the loss became non-finite at epoch {epoch}, step {bad}, the first step"
+                                f"{'' if bad == step + 1 else 's'} after resuming from {found[1]} (epoch {done}); "
+                                f"{kept}; a straight run of this config would tell whether the saved state or the "
+                                f"settings are at fault (optimizer.lr={cfg.optimizer.lr:g})")
             raise UserError(f"the loss became non-finite at epoch {epoch}, step {bad}; {kept}; "
                             "try a smaller optimizer.lr")
         seconds = time.perf_counter() - start

@@ -17,6 +17,8 @@ import pytest
 
 from hydra_plugins.aerun_launcher import watched
 
+from conftest import unavailable
+
 TINY = 'train_overrides=["dataset=synthetic","epochs=1","batch_size=64"]'
 SLURM_JOB = ["hydra/launcher=slurm", "hydra.launcher.partition=aerun", "hydra.launcher.gpus_per_node=null",
              "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1", "hydra.launcher.timeout_min=10"]
@@ -98,10 +100,10 @@ def test_the_report_runs_its_jobs_through_joblib_and_reuses_them(aerun_exe, tmp_
 @pytest.fixture
 def slurm():
     if not shutil.which("sinfo"):
-        pytest.skip("no Slurm client here (make slurm-up installs and starts a local cluster)")
+        unavailable("SLURM", "no Slurm client here (make slurm-up installs and starts a local cluster)")
     answer = subprocess.run(["sinfo", "-h", "-p", "aerun", "-o", "%a"], capture_output=True, text=True, timeout=30)
     if answer.returncode != 0 or "up" not in answer.stdout:
-        pytest.skip(f"no Slurm controller answers with partition aerun ({answer.stderr.strip() or 'down'}); "
+        unavailable("SLURM", f"no Slurm controller answers with partition aerun ({answer.stderr.strip() or 'down'}); "
                     "make slurm-up starts one")
 
 

@@ -132,6 +132,24 @@ def test_fetched_file_with_wrong_digest_is_not_placed(tmp_path):
     assert not (tmp_path / "raw" / "x").exists()
 
 
+def test_a_download_that_writes_wrong_bytes_is_refused_and_the_next_source_tried(tiny, tmp_path):
+    make, fetch_ok, _, blobs = tiny
+    tried = []
+
+    def wrong(spec, data_dir):  # as a mirror that serves another file: in place, the right size, one byte off
+        tried.append("wrong")
+        fetch_ok(spec, data_dir)
+        path = spec.raw_dir(data_dir) / spec.test_labels.name
+        path.write_bytes(blobs["test_labels"][:-1] + bytes([(blobs["test_labels"][-1] + 1) % 256]))
+
+    make(wrong)
+    with pytest.raises(UserError, match=r"wrong bytes \(SHA-256\) for test_labels.idx"):
+        ensure("tiny", tmp_path)
+    assert not (tmp_path / "Tiny" / "raw" / "test_labels.idx").exists()  # refused, not left to be read
+    make(wrong, lambda spec, data_dir: (tried.append("right"), fetch_ok(spec, data_dir)))
+    assert ensure("tiny", tmp_path) == tmp_path / "Tiny" / "raw" and tried == ["wrong", "wrong", "right"]
+
+
 def test_unknown_dataset_lists_known():
     with pytest.raises(UserError, match="known: fashion_mnist, kmnist, mnist, synthetic"):
         ensure("cifar", Path("."))

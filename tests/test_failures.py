@@ -23,7 +23,7 @@ from aerun.models import build, builder_args
 from aerun.objective import Objective
 from aerun.train import History, epoch_generator, health_warning, train, train_epoch
 
-from conftest import SMOKE
+from conftest import SMOKE, mnist_path
 
 CONV = ["conv_unpool", "conv_deconv", "conv_unpool_deconv"]
 MLP = ["deep", "shallow", "sparse", "manifold"]
@@ -160,10 +160,7 @@ def test_two_reports_over_one_folder_are_refused(tmp_path, aerun_exe):
 
 @pytest.fixture(scope="module")
 def digits() -> torch.Tensor:
-    where = os.environ.get("AERUN_TEST_MNIST")
-    if not where:
-        pytest.skip("AERUN_TEST_MNIST is not set (make test sets it after `aerun data`)")
-    return load_split(compose_config("train", []).dataset, "train", where, "cpu").images[:2560]
+    return load_split(compose_config("train", []).dataset, "train", mnist_path(), "cpu").images[:2560]
 
 
 def short_training(preset: str, seed: int, images: torch.Tensor, *overrides: str) -> float:
@@ -174,22 +171,25 @@ def short_training(preset: str, seed: int, images: torch.Tensor, *overrides: str
     model = build(cfg.model.builder, **builder_args(cfg.model))
     model.start_from_data(images)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    record = train_epoch(model, optimizer, images, batch_size=64, generator=epoch_generator(seed, 1, torch.device("cpu")),
+    record = train_epoch(model, optimizer, images, batch_size=64, generator=epoch_generator(seed, 1),
                          objective=Objective.defaults(model), desc="")
     return record[-5:, 0].mean().item() / (images - images.mean()).pow(2).mean().item()
 
 
+@pytest.mark.mnist
 @pytest.mark.parametrize("preset", CONV)
 def test_seeds_0_to_9_of_each_conv_preset_train(digits, preset):
     ratios = [short_training(preset, seed, digits) for seed in range(10)]
     assert max(ratios) < 0.8, ratios  # measured 0.55-0.63 (deconv) and 0.19-0.27 (the unpooling ones)
 
 
+@pytest.mark.mnist
 def test_the_default_output_bias_starts_seed_1_dead(digits):
     """The cause the presets avoid: with PyTorch's draw, seed 1's output is 0 everywhere and nothing learns."""
     assert short_training("conv_unpool", 1, digits, "model.output_bias=default") > 1.1
 
 
+@pytest.mark.mnist
 @pytest.mark.parametrize("preset", MLP)
 def test_mlp_presets_start_with_live_outputs(digits, preset):
     """Their ReLU outputs have a bias per pixel: at least 40 % of them are live at birth for seeds 0-9."""

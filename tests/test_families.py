@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -72,9 +73,17 @@ def test_denoising_training_and_noisy_evaluation(make_cfg, tmp_path):
 def test_code_statistics_in_eval(make_cfg, tmp_path):
     train(make_cfg("train", [*SMOKE, "model=sparse", "model.hidden=49", "sparsity=1e-3"]), tmp_path)
     code = evaluate(tmp_path, "unused", "cpu")["model"]["code"]
-    assert len(code["mean_activation"]) == 49
-    assert 0 <= code["fraction_zero"] <= 1 and code["mean_l1"] >= 0
-    assert min(code["mean_activation"]) >= 0  # ReLU code
+    from aerun import checkpoint as ckpt
+    from aerun.data import load_split
+
+    model = ckpt.rebuild(ckpt.load(tmp_path / ckpt.CHECKPOINT))
+    with torch.no_grad():  # by hand, in numpy: the ReLU of the encoder's one linear layer
+        x = load_split({"name": "synthetic", "n_test": 256, "seed": 0}, "test", "", "cpu").images.flatten(1).numpy()
+        layer = model.encoder[0]
+        h = np.maximum(x @ layer.weight.numpy().T + layer.bias.numpy(), 0)
+    assert code["fraction_zero"] == pytest.approx((h == 0).mean()) and 0 < code["fraction_zero"] < 1
+    assert code["mean_l1"] == pytest.approx(np.abs(h).sum(1).mean(), rel=1e-5)
+    assert code["mean_activation"] == pytest.approx(h.mean(0).tolist(), rel=1e-4, abs=1e-7)
 
 
 def names(paths):

@@ -22,8 +22,8 @@ def run(exe, *args, cwd, **kwargs):
     return subprocess.run([exe, *args], cwd=cwd, capture_output=True, text=True, timeout=300, **kwargs)
 
 
-def assert_one_line(done, *fragments):
-    assert done.returncode == 2, (done.returncode, done.stderr)
+def assert_one_line(done, *fragments, status=2):
+    assert done.returncode == status, (done.returncode, done.stderr)
     message = done.stderr.strip()
     assert "\n" not in message and "Traceback" not in done.stderr and message.startswith("aerun: error: ")
     for fragment in fragments:
@@ -85,29 +85,30 @@ def damaged_runs(root: Path, good: Path) -> dict[str, Path]:
         (path / "checkpoints").mkdir(parents=True)
     (runs["truncated"] / ckpt.CHECKPOINT).write_bytes(raw[: len(raw) // 2])
     (runs["garbage"] / ckpt.CHECKPOINT).write_bytes(b"not a checkpoint")
-    torch.save({**state, "model": {**state["model"], "builder": "transformer"}}, runs["unknown"] / ckpt.CHECKPOINT)
-    torch.save({**state, "format": ckpt.FORMAT + 1}, runs["newer"] / ckpt.CHECKPOINT)
+    ckpt.save({**state, "model": {**state["model"], "builder": "transformer"}}, runs["unknown"] / ckpt.CHECKPOINT)
+    ckpt.save({**state, "format": ckpt.FORMAT + 1}, runs["newer"] / ckpt.CHECKPOINT)
     runs["missing"] = root / "missing"
     return runs
 
 
-BAD_RUNS = {
-    "missing": "is not a directory",
-    "empty": "holds no checkpoints/last.pt",
-    "truncated": "is unreadable",
-    "garbage": "is unreadable",
-    "unknown": "unknown model builder 'transformer'; registered: conv, mlp, pca",
-    "newer": "upgrade aerun",
+BAD_RUNS = {  # fragment, exit status: 2 for bad input, 1 for a damaged file (the environment failed it)
+    "missing": ("is not a directory", 2),
+    "empty": ("holds no checkpoints/last.pt", 2),
+    "truncated": ("is unreadable", 1),
+    "garbage": ("is unreadable", 1),
+    "unknown": ("unknown model builder 'transformer'; registered: conv, mlp, pca", 2),
+    "newer": ("upgrade aerun", 2),
 }
 
 
 def test_bad_eval_and_plot_input_is_one_line(aerun_exe, make_cfg, tmp_path):
     train(make_cfg("train", [*SMOKE, "model=pca"]), tmp_path / "good")
     runs = damaged_runs(tmp_path, tmp_path / "good")
-    for name, fragment in BAD_RUNS.items():
-        assert_one_line(run(aerun_exe, "eval", f"run={runs[name]}", cwd=tmp_path), fragment)
+    for name, (fragment, status) in BAD_RUNS.items():
+        assert_one_line(run(aerun_exe, "eval", f"run={runs[name]}", cwd=tmp_path), fragment, status=status)
     for name in ("missing", "truncated"):  # plot reads runs through the same checks
-        assert_one_line(run(aerun_exe, "plot", f"run={runs[name]}", cwd=tmp_path), BAD_RUNS[name])
+        fragment, status = BAD_RUNS[name]
+        assert_one_line(run(aerun_exe, "plot", f"run={runs[name]}", cwd=tmp_path), fragment, status=status)
     assert_one_line(run(aerun_exe, "plot", cwd=tmp_path), "needs run=DIR")
 
 
@@ -230,6 +231,6 @@ def test_resuming_a_checkpoint_of_another_version_is_one_line(aerun_exe, make_cf
     train(make_cfg("train", [*SMOKE, "model=shallow", "model.hidden=8", "epochs=1"]), tmp_path / "old")
     state = torch.load(tmp_path / "old" / ckpt.CHECKPOINT, weights_only=True)
     del state["config"]["noise"]  # as if written before the noise group existed
-    torch.save(state, tmp_path / "old" / ckpt.CHECKPOINT)
+    ckpt.save(state, tmp_path / "old" / ckpt.CHECKPOINT)
     done = run(aerun_exe, "train", f"resume={tmp_path / 'old'}", "epochs=2", cwd=tmp_path)
     assert_one_line(done, "does not fit this aerun", "noise")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 
 from aerun.data import load_split
 from aerun.evaluate import evaluate
 from aerun.train import train
 
 
+@pytest.mark.mnist
 def test_one_epoch_on_mnist_beats_the_mean_image(make_cfg, mnist_dir, tmp_path):
     cfg = make_cfg("train", ["model=shallow", "epochs=1", "device=cpu", f"paths.data_dir={mnist_dir}"])
     train(cfg, tmp_path)

@@ -143,7 +143,8 @@ class VectorQuantised(Autoencoder):
             return
         dead = (self.usage < DEAD).nonzero().flatten()
         if len(dead):
-            pick = torch.randint(len(rows), (len(dead),), generator=generator, device=rows.device)
+            where = generator.device if generator is not None else rows.device  # the epoch's generator: the CPU
+            pick = torch.randint(len(rows), (len(dead),), generator=generator, device=where).to(rows.device)
             self.codebook[dead] = rows[pick]
             self.usage[dead] = self.usage.mean()
 

@@ -13,13 +13,12 @@ and `report` below, the command: train what is missing, then write `<dir>/report
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 from omegaconf import DictConfig
 
-from aerun import runlock
+from aerun import atomic, runlock
 from aerun.document import Document
 from aerun.errors import UserError
 from aerun.report.claims import compare, trend
@@ -83,10 +82,10 @@ def _report(cfg: DictConfig, root: Path, extra: list[str], seeds: int, start: fl
         doc.heading(part.title)
         SECTIONS[part.key](doc, ctx)
     root.mkdir(parents=True, exist_ok=True)
-    (root / "report.md").write_text(doc.markdown())
-    (root / "index.html").write_text(doc.html())
+    atomic.write_text(root / "report.md", doc.markdown())
+    atomic.write_text(root / "index.html", doc.html())
     jobs = {name: [[str(run) for run in s.runs] for s in settings] for name, settings in ctx.settings.items()}
-    (root / "report.json").write_text(json.dumps({
+    atomic.write_json(root / "report.json", {
         "seconds": time.perf_counter() - start, "training_seconds": trained_at - start, "seeds": ctx.seeds,
-        "jobs": jobs}, indent=2) + "\n")
+        "jobs": jobs})
     return root / "index.html"

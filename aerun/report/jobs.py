@@ -23,6 +23,7 @@ from hydra.core.plugins import Plugins
 from hydra.types import HydraContext, RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from aerun import atomic
 from aerun import checkpoint as ckpt
 from aerun.models import family
 from aerun.report.plan import Job, Part, Setting, is_complete, trained_epochs
@@ -44,15 +45,15 @@ def write_job_files(job: Job) -> None:
     """What Hydra would leave in a job's .hydra/: its overrides (sweep labels read them) and its config."""
     hydra_dir = job.run_dir / ".hydra"
     hydra_dir.mkdir(parents=True, exist_ok=True)
-    (hydra_dir / "overrides.yaml").write_text(yaml.safe_dump(job.overrides))
-    (hydra_dir / "config.yaml").write_text(OmegaConf.to_yaml(job.cfg, resolve=True))
+    atomic.write_text(hydra_dir / "overrides.yaml", yaml.safe_dump(job.overrides))
+    atomic.write_text(hydra_dir / "config.yaml", OmegaConf.to_yaml(job.cfg, resolve=True))
 
 
 def train_job(cfg: DictConfig) -> None:
     """A launcher's task: train (or resume) the report job whose directory is `cfg.report_job`."""
     run_dir = Path(cfg.report_job)
     job_cfg = OmegaConf.load(run_dir / JOB_CONFIG)
-    train(job_cfg, run_dir, resume=(run_dir / ckpt.CHECKPOINT).exists())
+    train(job_cfg, run_dir, resume=(run_dir / ckpt.CHECKPOINT).exists() or (run_dir / ckpt.PREVIOUS).exists())
 
 
 def launcher_target() -> str:
@@ -120,7 +121,7 @@ def launch(jobs: Sequence[Job], root: Path) -> None:
     except Exception as exc:  # the launcher's own account of what failed, kept beside the checkpoints' verdict
         lines = list(getattr(exc, "lines", [])) or [f"the launcher stopped: {str(exc).strip().splitlines()[0]}"]
         where.mkdir(parents=True, exist_ok=True)
-        (where / "launcher-error.log").write_text(traceback.format_exc())
+        atomic.write_text(where / "launcher-error.log", traceback.format_exc())
     incomplete = [job for job in jobs if not is_complete(job, trained_epochs(job))]
     if incomplete:
         lines += [f"{job.run_dir} is not complete ({job.sweep.name} {job.label} seed {job.seed})" for job in incomplete]

@@ -196,11 +196,12 @@ def first_difference(stored: Any, wanted: Any, prefix: str = "") -> str | None:
 
 
 def trained_epochs(job: Job) -> int | None:
-    """The epochs a job's checkpoint holds (None: no checkpoint); a checkpoint of another config is refused."""
-    path = job.run_dir / ckpt.CHECKPOINT
-    if not path.exists():
+    """The epochs a job's newest intact checkpoint holds (None: no checkpoint; a damaged latest one counts as
+    the previous one, so the job is resumed from it); a checkpoint of another config is refused."""
+    found = ckpt.latest_intact(job.run_dir)
+    if found is None:
         return None
-    state = ckpt.load(path)
+    state = found[0]
     wanted = OmegaConf.to_container(job.cfg, resolve=True)
     key = first_difference(state["config"], wanted)
     if key is not None:

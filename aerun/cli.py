@@ -117,7 +117,10 @@ def eval_command(cfg: DictConfig) -> None:
     path = _required_run(cfg, "run", "eval")
     runs = find_runs(path)
     noise = (cfg.noise.name, cfg.noise.level)
-    evaluate(path, cfg.paths.data_dir, resolve_device(cfg.device), noise, cfg.noise_seed)
+    if not isinstance(cfg.iw_samples, int) or isinstance(cfg.iw_samples, bool) or cfg.iw_samples < 0:
+        raise UserError(f"iw_samples={cfg.iw_samples!r} is not allowed; it must be a whole number of samples "
+                        "(0: no importance-weighted bound)")
+    evaluate(path, cfg.paths.data_dir, resolve_device(cfg.device), noise, cfg.noise_seed, cfg.iw_samples)
     summary = (path if len(runs) > 1 else runs[0]) / f"{eval_name(noise)}.md"
     print(summary.read_text())
     print(f"written: {summary} and eval.json beside it")

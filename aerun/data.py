@@ -320,8 +320,18 @@ class Split:
         return self.images.shape[0]
 
 
+BINARIZE = ("none", "dynamic", "static")
+BINARY_SEED = 20161  # the one Bernoulli draw of a statically binarised split, the same for every model and run
+
+
 def load_split(dataset: Mapping, split: str, data_dir: Path | str, device: torch.device | str) -> Split:
-    """Load one split of the data set described by a `dataset` config node onto `device`."""
+    """Load one split of the data set described by a `dataset` config node onto `device`.
+
+    `dataset.binarize`: none, grey pixels in [0, 1]; static, one Bernoulli draw of each pixel (its grey level
+    the probability), fixed by BINARY_SEED, for both splits; dynamic, grey training images that training
+    binarises afresh every epoch (aerun.train), and the test split drawn once, as static. A node without the key
+    (one written before it existed, or a bare {"name": ...}) means none.
+    """
     if split not in SPLITS:
         raise UserError(f"unknown split {split!r}; known: {', '.join(SPLITS)}")
     name = dataset["name"]
@@ -329,7 +339,21 @@ def load_split(dataset: Mapping, split: str, data_dir: Path | str, device: torch
         key = (name, split, int(dataset[f"n_{split}"]), int(dataset["seed"]) + (split == "test"))
     else:
         key = (name, split, str(Path(data_dir).resolve()))
-    return _load_cached(key, str(device))
+    mode = dataset.get("binarize") or "none"
+    if mode not in BINARIZE:
+        raise UserError(f"dataset.binarize={mode!r} is not allowed; allowed: {', '.join(BINARIZE)}")
+    if mode == "none" or (mode == "dynamic" and split == "train"):
+        return _load_cached(key, str(device))
+    return _binarized(key, str(device))
+
+
+@functools.lru_cache(maxsize=4)
+def _binarized(key: tuple, device: str) -> Split:
+    """A split's one Bernoulli draw: drawn on the CPU from BINARY_SEED (and the split), so the same on every device."""
+    grey = _load_cached(key, device)
+    gen = torch.Generator().manual_seed(BINARY_SEED + SPLITS.index(key[1]))
+    images = (torch.rand(grey.images.shape, generator=gen) < grey.images.cpu()).float().to(device)
+    return Split(images=images, labels=grey.labels)
 
 
 @functools.lru_cache(maxsize=8)  # the report holds MNIST train and test and a few others

@@ -25,10 +25,12 @@ class Document:
     def heading(self, text: str, level: int = 2) -> None:
         self.blocks.append(("heading", (level, text)))
 
-    def text(self, text: str) -> None:
+    def text(self, text: Any) -> None:
+        """A paragraph: a string, or an object rendered (str) when the document is, after every part is known."""
         self.blocks.append(("text", text))
 
-    def items(self, items: Sequence[str]) -> None:
+    def items(self, items: Sequence[Any]) -> None:
+        """A bulleted list of strings or deferred sentences (aerun.report.claims), rendered with the document."""
         if items:
             self.blocks.append(("items", list(items)))
 
@@ -37,6 +39,17 @@ class Document:
 
     def figure(self, path: str, caption: str) -> None:
         self.blocks.append(("figure", (path, caption)))
+
+    def tables(self) -> list[dict[str, Any]]:
+        """Every table as {"section": the heading above it, "rows": [{column: cell}, ...]}, the same cells as shown."""
+        out, section = [], self.title
+        for kind, value in self.blocks:
+            if kind == "heading":
+                section = value[1]
+            elif kind == "table":
+                header, rows = value
+                out.append({"section": section, "rows": [dict(zip(header, row)) for row in rows]})
+        return out
 
     # ------------------------------------------------------------------ renderings
 
@@ -47,7 +60,7 @@ class Document:
                 level, text = value
                 out += ["#" * level + " " + text, ""]
             elif kind == "text":
-                out += [value, ""]
+                out += [str(value), ""]
             elif kind == "items":
                 out += [f"- {item}" for item in value] + [""]
             elif kind == "table":
@@ -68,9 +81,9 @@ class Document:
                 anchor = "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
                 body.append(f'<h{level} id="{e(anchor)}">{e(text)}</h{level}>')
             elif kind == "text":
-                body.append(f"<p>{_inline(value)}</p>")
+                body.append(f"<p>{_inline(str(value))}</p>")
             elif kind == "items":
-                body.append("<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in value) + "</ul>")
+                body.append("<ul>" + "".join(f"<li>{_inline(str(i))}</li>" for i in value) + "</ul>")
             elif kind == "table":
                 header, rows = value
                 head = "".join(f"<th>{e(h)}</th>" for h in header)

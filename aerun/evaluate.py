@@ -22,7 +22,7 @@ from aerun.data import IMAGE_SHAPE, load_split
 from aerun.errors import UserError
 from aerun.models import PCA, Autoencoder, family
 from aerun.noise import corrupt, generator
-from aerun.probe import probe_accuracy
+from aerun.probe import Fit, probe
 from aerun.stats import Spread
 
 EVAL_BATCH = 4096
@@ -125,7 +125,7 @@ def fitted_pca(dataset: Mapping[str, Any], k: int, data_dir: Path | str, device:
     return _PCA_CACHE[key].top(k)
 
 
-_PROBE_CACHE: dict[tuple, float] = {}
+_PROBE_CACHE: dict[tuple, tuple[float, Fit]] = {}
 
 
 def _data_key(dataset: Mapping[str, Any], data_dir: Path | str) -> str:
@@ -133,11 +133,12 @@ def _data_key(dataset: Mapping[str, Any], data_dir: Path | str) -> str:
 
 
 def code_probe(model: nn.Module, dataset: Mapping[str, Any], data_dir: Path | str,
-               device: torch.device | str) -> float:
-    """Test accuracy of the linear probe on what a model gives it to read (its `features`; see aerun.probe)."""
+               device: torch.device | str) -> tuple[float, Fit]:
+    """Test accuracy of the linear probe on what a model gives it to read (its `features`; see aerun.probe), and
+    how the probe's fit ended."""
     train = load_split(dataset, "train", data_dir, device)
     test = load_split(dataset, "test", data_dir, device)
-    return probe_accuracy(features(model, train.images), train.labels, features(model, test.images), test.labels)
+    return probe(features(model, train.images), train.labels, features(model, test.images), test.labels)
 
 
 @torch.no_grad()
@@ -155,7 +156,7 @@ def features(model: nn.Module, images: torch.Tensor, batch_size: int = EVAL_BATC
 
 
 def cached_probe(what: str, dataset: Mapping[str, Any], data_dir: Path | str, device: torch.device | str,
-                 model: nn.Module) -> float:
+                 model: nn.Module) -> tuple[float, Fit]:
     """A probe whose codes depend on the data set alone (PCA-k, raw pixels): fitted once per process."""
     key = (what, _data_key(dataset, data_dir))
     if key not in _PROBE_CACHE:
@@ -176,11 +177,12 @@ class Pixels(Autoencoder):
 # Keys that do not change what a run is: where it ran, where its data lives, what it logged besides
 # its CSVs. `seed` is what repeats of one setting differ in.
 NOT_A_SETTING = ("paths", "device", "logger")
+SEEDS = ("seed", "noise_seed")  # what repeats of one setting differ in (the noise stream follows the seed)
 
 
 def setting_digest(config: Mapping[str, Any]) -> str:
-    """A short name for a run's setting: its config without the seed and NOT_A_SETTING keys."""
-    kept = {k: v for k, v in config.items() if k not in (*NOT_A_SETTING, "seed")}
+    """A short name for a run's setting: its config without its seeds and NOT_A_SETTING keys."""
+    kept = {k: v for k, v in config.items() if k not in (*NOT_A_SETTING, *SEEDS)}
     return hashlib.sha1(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
@@ -191,7 +193,7 @@ def eval_name(noise: tuple[str, float]) -> str:
 
 def evaluate_run(
     run_dir: Path, data_dir: Path | str, device: torch.device | str,
-    noise: tuple[str, float] = ("none", 0.0), noise_seed: int = 0,
+    noise: tuple[str, float] = ("none", 0.0), noise_seed: int = 0, iw_samples: int = 0,
 ) -> dict[str, Any]:
     """Metrics of one run's checkpoint on its data set's test split, with PCA at the same code size.
 
@@ -229,11 +231,13 @@ def evaluate_run(
         if name:
             result[key]["code"] = code_statistics(codes)
     if inputs is test.images:  # the probes read clean codes; a noisy evaluation is about reconstruction
-        result["model"]["probe_accuracy"] = code_probe(model, dataset, data_dir, device)
+        accuracy, fit = code_probe(model, dataset, data_dir, device)
+        result["model"]["probe_accuracy"], result["model"]["probe_fit"] = accuracy, fit.as_dict()
         if pca.code_dim < pixels:  # the whole basis is the pixels rotated: nothing to compare, nothing to fit
-            result["pca"]["probe_accuracy"] = cached_probe(f"pca-{pca.code_dim}", dataset, data_dir, device, pca)
-        result["pixels_probe_accuracy"] = cached_probe("pixels", dataset, data_dir, device, Pixels())
-        measures = model.measures(test.images, noise_seed)
+            accuracy, fit = cached_probe(f"pca-{pca.code_dim}", dataset, data_dir, device, pca)
+            result["pca"]["probe_accuracy"], result["pca"]["probe_fit"] = accuracy, fit.as_dict()
+        result["pixels_probe_accuracy"] = cached_probe("pixels", dataset, data_dir, device, Pixels())[0]
+        measures = model.measures(test.images, noise_seed, **({"iw_samples": iw_samples} if iw_samples else {}))
         if measures:
             result["model"][model.measures_key] = measures
     return result
@@ -241,7 +245,7 @@ def evaluate_run(
 
 def evaluate(
     path: Path, data_dir: Path | str, device: torch.device | str,
-    noise: tuple[str, float] = ("none", 0.0), noise_seed: int = 0,
+    noise: tuple[str, float] = ("none", 0.0), noise_seed: int = 0, iw_samples: int = 0,
 ) -> dict[str, Any]:
     """Evaluate a run, or every job of a sweep; write eval.json and eval.md beside each.
 
@@ -253,7 +257,7 @@ def evaluate(
     name = eval_name(noise)
     results = []
     for run in runs:
-        result = evaluate_run(run, data_dir, device, noise, noise_seed)
+        result = evaluate_run(run, data_dir, device, noise, noise_seed, iw_samples)
         atomic.write_json(run / f"{name}.json", result)
         atomic.write_text(run / f"{name}.md", run_markdown(result))
         results.append(result)

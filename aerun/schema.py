@@ -14,12 +14,24 @@ from __future__ import annotations
 
 from dataclasses import MISSING as NO_DEFAULT
 from dataclasses import dataclass, fields
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 SCHEMA = "train_schema"
+
+
+@dataclass
+class DatasetConfig:
+    """The dataset group's keys (conf/dataset/*.yaml set name and showcase, synthetic its size and seed)."""
+
+    name: str = MISSING
+    showcase: list[int] = MISSING   # ten test indices, one of each class, drawn in figures and tables
+    binarize: str = "none"          # none (grey pixels) | dynamic (a fresh Bernoulli draw every epoch) | static (one)
+    n_train: Optional[int] = None   # synthetic: images per split, and the seed they are made from
+    n_test: Optional[int] = None
+    seed: Optional[int] = None
 
 
 @dataclass
@@ -31,12 +43,12 @@ class TrainConfig:
     sparsity: float = 0.0       # weight of the L1 penalty on the code activations (sparse AE)
     contractive: float = 0.0    # weight of the squared Frobenius norm of the code's Jacobian (contractive AE)
     beta: float = 1.0           # weight of a variational model's KL term (1: the ELBO; > 1: a beta-VAE)
-    noise_seed: int = 1         # the seed of the training noise stream (denoising AE)
+    noise_seed: int = "${aerun.after:${seed}}"  # the training noise stream's seed (denoising AE): seed + 1 unless set
     lr_schedule: str = "constant"  # constant | cosine (half a cosine from optimizer.lr towards 0, set per epoch)
     augment_shift: int = 0      # pixels: each training image moved at random by up to this many (0: off; 0-4)
     logger: str = "csv"         # csv (the histories eval/plot/report read) | tensorboard (event files beside them too)
     paths: Any = MISSING
-    dataset: Any = MISSING
+    dataset: DatasetConfig = MISSING
     optimizer: Any = MISSING
     noise: Any = MISSING
     model: Any = MISSING
@@ -48,8 +60,12 @@ DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(TrainConfig) if f.
 
 def register() -> None:
     """Make `train_schema` known to Hydra (idempotent): done on import, as Hydra's own apps store their
-    schemas, so that any composition of conf/train.yaml finds it."""
+    schemas, so that any composition of conf/train.yaml finds it. `aerun.after` is the resolver of
+    noise_seed's default: the next integer after the seed, so that the seeds of a spread draw different
+    training noise, and seed 0 the stream it always drew (noise_seed 1)."""
     ConfigStore.instance().store(name=SCHEMA, node=TrainConfig)
+    if not OmegaConf.has_resolver("aerun.after"):
+        OmegaConf.register_new_resolver("aerun.after", lambda value: int(value) + 1)
 
 
 def complete(config: Mapping[str, Any]) -> DictConfig:

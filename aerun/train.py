@@ -29,7 +29,7 @@ from aerun.data import load_split
 from aerun.errors import EnvironmentFailure, UserError
 from aerun.evaluate import sse_per_image
 from aerun.models import Autoencoder, build, builder_args
-from aerun.noise import corrupt
+from aerun.noise import corrupt, draw
 from aerun.objective import Objective, loss_terms
 from aerun.tensorboard import EventLog
 from aerun.validate import available_devices, check_train
@@ -180,6 +180,7 @@ def train_epoch(
     noise: tuple[str, float] = ("none", 0.0),
     noise_generator: torch.Generator | None = None,
     shift: int = 0,
+    binarize: bool = False,
 ) -> torch.Tensor:
     """One pass over `images`; returns (steps, 1 + terms) of [reconstruction term, each regulariser] per step.
 
@@ -187,7 +188,9 @@ def train_epoch(
 
     With a noise, the model sees corrupted inputs and is scored against the clean
     images (the denoising AE, assignment part 4). With a shift, every image is first
-    moved by up to `shift` pixels (data augmentation; input and target move together).
+    moved by up to `shift` pixels (data augmentation; input and target move together). With `binarize`
+    (dataset.binarize=dynamic), each pixel of each batch is then drawn afresh as 0 or 1 with its grey level as
+    the probability, from the epoch's generator, so every epoch sees another binary draw of the training set.
     """
     model.train()
     n_steps = -(-images.shape[0] // batch_size)
@@ -195,6 +198,8 @@ def train_epoch(
     with tqdm(total=n_steps, desc=desc, unit="batch", leave=False, disable=None) as bar:
         for i, idx in enumerate(batches(images.shape[0], batch_size, generator, images.device)):
             x = random_shift(images.index_select(0, idx), shift, generator)  # index_select: faster than images[idx]
+            if binarize:
+                x = (draw(torch.rand, x, generator) < x).to(x.dtype)
             reconstruction, terms = loss_terms(model, corrupt(x, *noise, noise_generator), x, objective, generator)
             optimizer.zero_grad(set_to_none=True)
             sum(terms.values(), reconstruction).backward()
@@ -420,7 +425,7 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
             batch_size=cfg.batch_size, generator=epoch_generator(cfg.seed, epoch),
             objective=objective, desc=f"epoch {epoch}/{cfg.epochs}",
             noise=(cfg.noise.name, cfg.noise.level), noise_generator=epoch_generator(cfg.noise_seed, epoch),
-            shift=cfg.augment_shift,
+            shift=cfg.augment_shift, binarize=cfg.dataset.binarize == "dynamic",
         )
         finite = torch.isfinite(record).all(dim=1)
         if not finite.all():

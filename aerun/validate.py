@@ -16,7 +16,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from aerun import noise, tensorboard
-from aerun.data import IDX_DATASETS
+from aerun.data import BINARIZE, IDX_DATASETS
 from aerun.errors import UserError
 from aerun.models import Autoencoder, build, builder_args, families
 from aerun.objective import Term, default
@@ -130,6 +130,8 @@ def check_train(cfg: DictConfig) -> None:
     if not _is_int(shift) or not 0 <= shift <= MAX_SHIFT:
         raise UserError(f"augment_shift={shift!r} is not allowed; it must be an integer from 0 to {MAX_SHIFT} (pixels)")
     tensorboard.check(cfg.logger)
+    if cfg.dataset.binarize not in BINARIZE:
+        raise UserError(f"dataset.binarize={cfg.dataset.binarize!r} is not allowed; allowed: {', '.join(BINARIZE)}")
     if cfg.lr_schedule not in ("constant", "cosine"):
         raise UserError(f"lr_schedule={cfg.lr_schedule!r} is not allowed; allowed: constant, cosine")
     for key in ("hidden", "code", "k"):

@@ -38,7 +38,7 @@ BAD_TRAIN = [
     (["noise=salt_pepper", "noise.level=1.5"], "it is a fraction of pixels, 0..1"),
     (["noise=gaussian", "noise.level=-0.1"], "noise.level=-0.1"),
     (["model=conv_unpool", "model.upsample=bilinear"], "allowed: unpool, deconv, unpool_deconv"),
-    (["experiment=nope"], "experiment=nope is not a choice; allowed: contractive_twin, conv, deep_best, denoising, families, manifold"),
+    (["experiment=nope"], "experiment=nope is not a choice; allowed: contractive_twin, conv, deep_best, denoising, denoising_control"),
     (["lr_schedule=step"], "allowed: constant, cosine"),
     (["logger=wandb"], "logger='wandb' is not a logger; allowed: csv, tensorboard"),
     (["augment_shift=9"], "augment_shift=9 is not allowed; it must be an integer from 0 to 4"),

@@ -32,12 +32,14 @@ def full_report(tmp_path_factory):
     root = tmp_path_factory.mktemp("report") / "report"
     done = report(exe, root)
     assert done.returncode == 0, done.stderr
+    for name in ("report.json", "report.md"):  # later tests write other reports into the same folder
+        shutil.copy(root / name, root.parent / f"first-{name}")
     return exe, root, done
 
 
 def test_the_report_answers_every_part_with_figures_that_exist(full_report):
     _, root, done = full_report
-    n_jobs = 20
+    n_jobs = 22  # the assignment's 20 and the controls of parts 3 and 4
     assert f"job {n_jobs}/{n_jobs}" in done.stdout and "part 6/6 conv" in done.stdout
     markdown = (root / "report.md").read_text()
     for part in ASSIGNMENT:
@@ -146,13 +148,71 @@ def test_document_renders_the_same_content_twice_and_escapes_html():
     assert "<td>0.1235</td>" in page and '<img src="runs/x.png"' in page
 
 
-def test_moves_are_judged_against_real_digits_distance_to_the_training_set():
+def test_moves_are_judged_by_the_share_that_is_digit_like():
     from aerun.report.sections import manifold_notes
 
-    notes = manifold_notes([0.1, 500.0], [[9.0, 1.2e6], [11.0, 1.1e6]], 10.0, "Code noise")
-    assert notes[0].startswith("Code noise 0.1: 10 ± 1.4 from the nearest training digit, within that range in 1 of 2")
-    assert notes[1].startswith("Code noise 500: 1.15e+06 ± 7.1e+04") and "farther from every training digit" in notes[1]
-    assert "as near to a training digit as 95 % of real test digits are" in manifold_notes([0.1], [[9.0]], 10.0, "x")[0]
+    notes = manifold_notes([0.1, 500.0], [[(0.9, 9.0), (0.0, 1.2e6)], [(0.7, 11.0), (0.0, 1.1e6)]], "Code noise")
+    assert notes[0].startswith("Code noise 0.1: 80 % are digit-like (± 14 over 2 seeds); their mean SSE")
+    assert notes[1].startswith("Code noise 500: none is digit-like")
+    assert manifold_notes([0.1], [[(1.0, 9.0)]], "x")[0].startswith("x 0.1: every one is digit-like")
+
+
+@pytest.mark.mnist
+def test_the_yardstick_calls_real_digits_digit_like_and_neither_the_blank_nor_the_mean_image(mnist_dir):
+    import torch
+
+    from aerun.data import load_split
+    from aerun.report.measure import Yardstick
+
+    train = load_split({"name": "mnist"}, "train", mnist_dir, "cpu").images
+    test = load_split({"name": "mnist"}, "test", mnist_dir, "cpu").images
+    stick = Yardstick.of(test[:1000], train)
+    real, _ = stick.digit_like(test[1000:2000], train)  # other real digits than those it was drawn from
+    assert real.double().mean() > 0.85
+    blank, blank_distance = stick.digit_like(torch.zeros(1, 1, 28, 28), train)
+    mean, mean_distance = stick.digit_like(train.mean(0, keepdim=True), train)
+    assert not blank.item() and not mean.item()
+    # both are nearer some training digit than 95 % of real digits: distance alone would call them digits
+    assert blank_distance.item() < stick.distance and mean_distance.item() < stick.distance
+
+
+def test_report_json_carries_every_comparison_and_every_table(full_report):
+    _, root, _ = full_report
+    saved = json.loads((root.parent / "first-report.json").read_text())
+    claims, tables = saved["claims"], saved["tables"]
+    assert {c["part"] for c in claims} >= {"pca_vs_ae", "standard", "sparse", "denoising", "manifold", "conv"}
+    conv = [c for c in claims if c["part"] == "conv" and c["metric"] == "SSE/image"]
+    assert {(c["a"], c["b"]) for c in conv} == {("conv_unpool", "conv_deconv"), ("conv_unpool", "conv_unpool_deconv"),
+                                                ("conv_deconv", "conv_unpool_deconv")}  # every pair, none picked
+    sparse = [c for c in claims if c["part"] == "sparse" and c["b"] == "the control"]
+    assert len(sparse) == 6  # each λ against the same-width control, on SSE and on the probe
+    markdown = (root.parent / "first-report.md").read_text()
+    row = next(t for t in tables if t["section"].startswith("6."))["rows"][0]
+    assert f"| {' | '.join(row.values())} |" in markdown  # the same cells as the page shows
+
+
+def test_the_comparisons_are_the_same_whatever_the_numbers(full_report, tmp_path):
+    exe, root, _ = full_report
+    other = tmp_path / "other"
+    overrides = 'train_overrides=["dataset=synthetic","epochs=1","batch_size=64","seed=3","optimizer.lr=1e-3"]'
+    done = report(exe, other, "parts=[sparse,conv]", overrides=overrides)
+    assert done.returncode == 0, done.stderr
+    def planned(path, parts):
+        return [(c["part"], c["metric"], c["a"], c["b"]) for c in json.loads((path / "report.json").read_text())["claims"]
+                if c["part"] in parts]
+    first = json.loads((root.parent / "first-report.json").read_text())["claims"]
+    assert planned(other, {"sparse", "conv"}) == [(c["part"], c["metric"], c["a"], c["b"]) for c in first
+                                                  if c["part"] in {"sparse", "conv"}]
+
+
+def test_a_spread_never_mixes_run_lengths(full_report, tmp_path):
+    exe, root, _ = full_report
+    mixed = tmp_path / "mixed"
+    two = 'train_overrides=["dataset=synthetic","epochs=2","batch_size=64"]'
+    assert report(exe, mixed, "parts=[manifold]", overrides=two).returncode == 0
+    done = report(exe, mixed, "parts=[manifold]", "seeds=2")  # epochs=1 now, beside a 2-epoch seed 0
+    assert done.returncode == 2 and "trained to epoch 2, longer than this report's epochs=1" in done.stderr
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
 
 
 def test_the_families_section_sets_each_family_beside_its_twin(aerun_exe, tmp_path):

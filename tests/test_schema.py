@@ -40,8 +40,15 @@ def test_train_yaml_sets_no_top_level_default_of_its_own():
 
 def test_the_composed_config_is_typed_and_takes_its_defaults_from_the_schema(make_cfg):
     cfg = make_cfg("train", ["model=shallow"])
-    assert {key: cfg[key] for key in DEFAULTS} == DEFAULTS
+    plain = {key: value for key, value in DEFAULTS.items() if not str(value).startswith("${")}
+    assert {key: cfg[key] for key in plain} == plain and cfg.dataset.binarize == "none"
     assert make_cfg("train", ["model=sparse"]).sparsity == 4e-6  # a preset still sets what it sets
+
+
+def test_the_training_noise_follows_the_seed_unless_set(make_cfg):
+    """Each seed of a spread draws its own training noise; seed 0 the stream it always drew (noise_seed 1)."""
+    assert [make_cfg("train", [f"seed={seed}"]).noise_seed for seed in (0, 1, 2)] == [1, 2, 3]
+    assert make_cfg("train", ["seed=2", "noise_seed=7"]).noise_seed == 7
 
 
 def test_a_checkpoint_from_before_a_key_existed_evaluates_plots_resumes_and_is_reused(make_cfg, tmp_path):

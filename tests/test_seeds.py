@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -14,11 +15,11 @@ from aerun.errors import UserError
 from aerun.evaluate import evaluate, pca_name
 from aerun.models import build
 from aerun.probe import probe_accuracy
-from aerun.report.claims import compare, error_ratio, is_better, trend
+from aerun.report.claims import Ledger, compare, error_ratio, p_text, trend
 from aerun.report.measure import nearest_sse, side_channel
 from aerun.report.plan import report_seeds
 from aerun.report.sections import zero_code_note
-from aerun.stats import Spread, t_two_sided_p, welch_p
+from aerun.stats import Spread, holm, welch, welch_p
 from aerun.train import train
 
 from conftest import SMOKE
@@ -27,28 +28,63 @@ from conftest import SMOKE
 # --------------------------------------------------------------------------- statistics
 
 
-def test_t_distribution_matches_its_tables():
-    # two-sided 5 % critical values of Student's t: 12.706 (1 df), 4.303 (2), 2.228 (10), 1.960 (normal)
-    for t, df in ((12.706, 1), (4.303, 2), (2.228, 10), (1.960, 1e7)):
-        assert t_two_sided_p(t, df) == pytest.approx(0.05, abs=2e-4)
-    assert t_two_sided_p(0.0, 5) == pytest.approx(1.0)
-
-
-def test_welch_needs_two_seeds_and_handles_a_deterministic_side():
-    assert welch_p(Spread.of([1.0]), Spread.of([2.0, 2.1])) is None
-    # t = 9 / sqrt(2/3) with 4 degrees of freedom
-    assert welch_p(Spread.of([1, 2, 3]), Spread.of([10, 11, 12])) == pytest.approx(3.85e-4, rel=1e-2)
+def test_welch_against_a_hand_computed_example_and_untested_cases():
+    # a: 1, 2, 3; b: 10, 11, 12 -> difference -9, standard error sqrt(1/3 + 1/3), 4 degrees of freedom;
+    # t = -11.02, two-sided p = 3.85e-4; the 95 % interval is -9 ± 2.776 * 0.8165 (t table: 2.776 at 4 df)
+    test = welch(Spread.of([1, 2, 3]), Spread.of([10, 11, 12]))
+    assert test.difference == -9 and test.p == pytest.approx(3.85e-4, rel=1e-2)
+    assert (test.ci_low, test.ci_high) == pytest.approx((-9 - 2.7764 * 0.8165, -9 + 2.7764 * 0.8165), abs=1e-3)
+    assert welch_p(Spread.of([1.0]), Spread.of([2.0, 2.1])) is None and welch(Spread.of([1.0]), Spread.of([2.0])).untested
     exact = Spread.of([13.87] * 3)
     assert exact.sd == 0 and exact.text() == "13.87"
     assert Spread.of([13.87, 13.87 + 2e-15, 13.87 - 1e-15]).text() == "13.87"  # PCA refitted: rounding, not spread
-    assert welch_p(exact, Spread.of([15.5, 15.8, 16.1])) < 0.05
-    assert welch_p(exact, exact) == 1.0
+    assert welch_p(exact, Spread.of([15.5, 15.8, 16.1])) < 0.05  # one deterministic side: the other's spread decides
+    # two sides without spread: no test (a t of 0/0), said as what it is, never "p = 0"
+    both = welch(exact, Spread.of([14.0] * 3))
+    assert both.p is None and "no spread on either side" in both.untested
+    assert "every seed" in compare("A", exact, "B", Spread.of([14.0] * 3)) and "p =" not in compare(
+        "A", exact, "B", Spread.of([14.0] * 3))
+
+
+def test_holm_against_a_worked_example():
+    # sorted: 0.005 x 4 = 0.02, 0.01 x 3 = 0.03, 0.03 x 2 = 0.06, 0.04 x 1 = 0.04 -> kept at 0.06 (step-down)
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([0.5, None, 0.9]) == [pytest.approx(1.0), None, pytest.approx(1.0)]  # capped at 1; untested left out
+    assert holm([]) == [] and holm([0.01]) == [0.01]
+
+
+def test_the_interval_covers_the_true_difference_95_times_in_100():
+    rng = np.random.default_rng(0)
+    covered = 0
+    for _ in range(2000):
+        a, b = rng.normal(10.0, 1.0, 3), rng.normal(8.0, 3.0, 3)  # three seeds a side, unequal spreads
+        test = welch(Spread.of(a.tolist()), Spread.of(b.tolist()))
+        covered += test.ci_low <= 2.0 <= test.ci_high
+    assert covered / 2000 == pytest.approx(0.95, abs=0.015)
+
+
+def test_a_ledger_adjusts_each_part_on_its_own_and_names_only_what_survives():
+    ledger = Ledger()
+    ledger.start("one")
+    strong = ledger.compare("A", Spread.of([1.0, 1.1, 0.9]), "B", Spread.of([5.0, 5.1, 4.9]))
+    weak = [ledger.compare(f"C{i}", Spread.of([1.0, 1.1, 0.9]), "D", Spread.of([1.3, 1.4, 1.2])) for i in range(4)]
+    ledger.close()
+    ledger.start("two")
+    alone = ledger.compare("C", Spread.of([1.0, 1.1, 0.9]), "D", Spread.of([1.3, 1.4, 1.2]))  # Welch p = 0.021
+    ledger.close()
+    assert weak[0].test.p < 0.05 < weak[0].p_adjusted  # called alone, not among five tests
+    assert alone.p_adjusted == alone.test.p and alone.resolved and not weak[0].resolved
+    assert str(weak[0]).startswith("3 seeds do not resolve C0 against D") and "Holm-adjusted p =" in str(weak[0])
+    assert str(strong).startswith("Over 3 seeds A has the lower SSE/image") and "95 % CI [" in str(strong)
+    assert ledger.tested("one") == 5 and ledger.tested("two") == 1
+    assert set(strong.as_dict()) >= {"part", "metric", "a", "b", "n", "mean_a", "sd_a", "difference", "ci_low",
+                                     "ci_high", "p", "p_adjusted", "resolved"}
 
 
 def test_a_tie_stays_a_tie_a_clear_gap_is_called_one_seed_is_this_run():
     tie = compare("conv_unpool", Spread.of([2.231, 2.25, 2.21]), "conv_unpool_deconv", Spread.of([2.226, 2.24, 2.23]))
     assert tie.startswith("3 seeds do not resolve conv_unpool against conv_unpool_deconv: SSE/image")
-    assert "a difference of" in tie and "0.1 %" in tie and "has the lower" not in tie
+    assert "95 % CI [" in tie and "has the lower" not in tie
     gap = compare("PCA-30", Spread.of([13.87] * 3), "the deep AE", Spread.of([15.5, 15.8, 16.1]))
     assert gap.startswith("Over 3 seeds PCA-30 has the lower SSE/image: 13.87 against 15.8 ± 0.3 for the deep AE")
     assert "Welch p = " in gap
@@ -59,24 +95,22 @@ def test_a_tie_stays_a_tie_a_clear_gap_is_called_one_seed_is_this_run():
     assert accuracy.startswith("Over 3 seeds A has the higher probe accuracy: 95.0 % ± 0.1 against 90.5 % ± 0.5")
 
 
-def test_trends_are_called_only_where_every_step_is_resolved():
+def test_trends_name_the_steps_the_seeds_resolve():
     s = Spread.of
     assert trend([s([9.7, 9.8, 9.6]), s([5.8, 5.7, 5.9]), s([2.3, 2.4, 2.2])]) == \
         "falls at every step (each step resolved by the 3 seeds)"
     open_step = trend([s([9.7, 9.8, 9.6]), s([5.8, 5.7, 5.9]), s([5.75, 5.6, 5.9])], ["64", "128", "256"])
-    assert open_step == "falls in the means, but the 3 seeds do not resolve the step from 128 to 256"
+    assert open_step == "falls in the means; the 3 seeds resolve the step from 64 to 128, not the step from 128 to 256"
     assert trend([s([1.0]), s([2.0])]) == "rises in this run"
-    assert trend([s([1.0, 1.1]), s([2.0, 2.1]), s([1.5, 1.6])]).startswith("does not move in one direction")
+    wiggle = trend([s([1.0, 1.1, 1.05]), s([5.0, 5.1, 5.05]), s([4.9, 5.0, 5.1])], ["a", "b", "c"])
+    assert wiggle.startswith("does not move in one direction") and "resolve the step from a to b" in wiggle
 
 
 def test_wording_says_only_what_the_numbers_show():
-    # "too much sparsity hurts" needs a resolved gap: never from one seed, never from 10.04 against 10.0
-    assert not is_better(Spread.of([10.0]), Spread.of([10.04]))
-    assert not is_better(Spread.of([10.0, 10.1, 9.9]), Spread.of([10.04, 10.0, 10.1]))
-    assert is_better(Spread.of([4.4, 4.5, 4.3]), Spread.of([19.9, 20.1, 19.7]))
     # "2.5 times the error", not "2.5 times larger"
     assert error_ratio("B", 5.0, "A", 2.0) == "B's error is 2.5 times A's"
     assert error_ratio("B", 10.04, "A", 10.0) == "B's error is 0.4 % larger"
+    assert p_text(float("nan")) == "p undefined" and p_text(1e-9) == "p < 0.0001"
     # how many code numbers carry a digit is computed, never assumed
     assert zero_code_note("the deep AE", Spread.of([0.0]), 30).startswith("None of the deep AE's code activations")
     assert "on average 12.0 of its 30 code numbers" in zero_code_note("the deep AE", Spread.of([0.6]), 30)
@@ -108,6 +142,21 @@ def test_the_probe_reads_the_class_and_ignores_scale():
     assert probe_accuracy(3 * x + 1, train_split.labels, 3 * xt + 1, test.labels) == pytest.approx(accuracy, abs=0.01)
     noise = torch.rand_like(x), torch.rand_like(xt)
     assert probe_accuracy(*noise[:1], train_split.labels, noise[1], test.labels) < 0.3
+
+
+def test_the_probe_records_how_its_fit_ended(caplog):
+    from aerun import probe as module
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(500, 20, generator=gen)
+    y = (x[:, :3] @ torch.tensor([1.0, -2.0, 0.5]) + torch.randn(500, generator=gen) > 0).long() + (x[:, 3] > 1).long()
+    _, easy = module.probe(x, y, x, y, classes=3)  # L-BFGS meets its own tolerance before its 50 steps
+    assert easy.converged and easy.iterations < module.MAX_ITER and easy.gradient_norm < 1e-3
+    module._WARNED.clear()
+    with caplog.at_level("WARNING", logger="aerun.probe"):
+        _, cut = module.probe(x, y, x, y, classes=3, max_iter=2)
+    assert not cut.converged and cut.iterations <= 2 and cut.gradient_norm > 100 * easy.gradient_norm
+    assert any("stopped at its limit of 2 L-BFGS iterations" in r.getMessage() for r in caplog.records)
 
 
 def test_unpooling_decoders_receive_the_pooling_indices_counted_from_the_model():

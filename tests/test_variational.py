@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 import json
 
 import pytest
@@ -169,3 +170,52 @@ def test_sparse_preset_keeps_its_penalty_as_typed(make_cfg, tmp_path):
     steps = rows(tmp_path / ITER_LOG)
     assert list(steps[0]) == ["step", "epoch", "loss", "penalty", "l1"]
     assert float(steps[0]["l1"]) > 0
+
+
+def test_the_importance_weighted_nll_of_a_decoder_that_says_one_half_everywhere_is_784_ln_2():
+    model = build("vae", code=3, encoder=(8,))
+    with torch.no_grad():  # q(z|x) = N(0, I), the prior itself; every pixel's logit 0: p = 0.5 whatever z is
+        for layer in (model.mean, model.logvar, model.decoder[-2]):
+            layer.weight.zero_()
+            layer.bias.zero_()
+    x = torch.rand(5, 1, 28, 28)
+    x[:2] = x[:2].round()  # binary or grey, a pixel's Bernoulli NLL at p = 0.5 is ln 2
+    for samples in (1, 7, 300):
+        nll = model.importance_weighted_nll(x, samples, seed=0)
+        assert nll.tolist() == pytest.approx([784 * math.log(2)] * 5, rel=1e-6)  # float32 sums of 784 terms
+
+
+def test_the_importance_weighted_bound_falls_with_k_and_stays_below_the_elbo(make_cfg, tmp_path):
+    train(make_cfg("train", [*SMOKE, "model=vae", "model.encoder=[64]", "model.decoder=[64]", "model.code=4",
+                             "dataset.binarize=dynamic", "epochs=3"]), tmp_path)
+    model = ckpt.rebuild(ckpt.load(tmp_path / ckpt.CHECKPOINT))
+    from aerun.data import load_split
+
+    test = load_split({"name": "synthetic", "n_test": 256, "seed": 0, "binarize": "static"}, "test", "", "cpu").images
+    assert set(test.unique().tolist()) == {0.0, 1.0}
+    bound = {k: model.importance_weighted_nll(test, k, seed=3).mean().item() for k in (1, 10, 100)}
+    elbo = model.measures(test, 3)["negative_elbo"]
+    assert bound[1] == pytest.approx(elbo, rel=0.02)  # one sample: the ELBO's own estimate
+    assert bound[100] < bound[10] < bound[1] and bound[100] < elbo  # tighter with more samples, below the ELBO
+    v = evaluate(tmp_path, "unused", "cpu", iw_samples=50)["model"]["variational"]
+    assert v["binary"] and "bernoulli_floor" not in v and v["iw_samples"] == 50 and v["nll_iw"] < v["negative_elbo"]
+    assert "Importance-weighted NLL bound with 50 samples" in (tmp_path / "eval.md").read_text()
+
+
+def test_binarised_splits_and_the_floor_of_the_bernoulli_on_grey_pixels(make_cfg, tmp_path):
+    from aerun.data import load_split
+
+    grey = {"name": "synthetic", "n_train": 1024, "n_test": 256, "seed": 0}
+    images = load_split(grey, "train", "", "cpu").images
+    static = load_split({**grey, "binarize": "static"}, "train", "", "cpu").images
+    assert set(static.unique().tolist()) == {0.0, 1.0} and torch.equal(
+        static, load_split({**grey, "binarize": "static"}, "train", "", "cpu").images)  # one draw, kept
+    assert static.mean().item() == pytest.approx(images.mean().item(), abs=0.005)  # grey levels as probabilities
+    assert torch.equal(load_split({**grey, "binarize": "dynamic"}, "train", "", "cpu").images, images)
+    train(make_cfg("train", [*SMOKE, "model=vae", "model.encoder=[32]", "model.decoder=[32]", "epochs=1"]), tmp_path)
+    v = evaluate(tmp_path, "unused", "cpu")["model"]["variational"]
+    test = load_split(grey, "test", "", "cpu").images.flatten(1).double().clamp(1e-12, 1 - 1e-12)
+    entropy = -(test * test.log() + (1 - test) * (1 - test).log()).sum(1).mean().item()
+    assert not v["binary"] and v["bernoulli_floor"] == pytest.approx(entropy, rel=1e-6)
+    assert v["reconstruction_nll"] > v["bernoulli_floor"]  # no decoder gets under the pixels' own entropy
+    assert "not a likelihood" in (tmp_path / "eval.md").read_text()

@@ -132,8 +132,9 @@ class Autoencoder(nn.Module):
         return self.encode(x).flatten(1)
 
     @torch.no_grad()
-    def measures(self, images: torch.Tensor, seed: int) -> dict[str, Any]:
-        """The family's own measures on the test images, under `model.<measures_key>` in eval.json."""
+    def measures(self, images: torch.Tensor, seed: int, **options: Any) -> dict[str, Any]:
+        """The family's own measures on the test images, under `model.<measures_key>` in eval.json. `options` are
+        what `aerun eval` was asked for (iw_samples=K); a family ignores those it has no use for."""
         return {}
 
     @classmethod

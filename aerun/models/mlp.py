@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from aerun.errors import UserError
 from aerun.models.base import ACTIVATIONS, CODE_SPACE, FILTERS, Autoencoder, register
 from aerun.models.layers import check_widths, stack
+
+
+RECONSTRUCTIONS = ("mse", "bernoulli")
 
 
 @register("mlp")
@@ -27,8 +32,17 @@ class MLPAutoencoder(Autoencoder):
         activation: str = "relu",
         code_activation: str = "relu",
         output_activation: str = "relu",
+        reconstruction: str = "mse",
     ) -> None:
         super().__init__()
+        if reconstruction not in RECONSTRUCTIONS:
+            raise UserError(f"model.reconstruction={reconstruction!r} is not allowed; allowed: {', '.join(RECONSTRUCTIONS)}")
+        if reconstruction == "bernoulli" and output_activation != "sigmoid":
+            raise UserError("model.reconstruction=bernoulli reads the output as pixel probabilities: it needs "
+                            f"model.output_activation=sigmoid, not {output_activation!r}")
+        self.reconstruction = reconstruction
+        if reconstruction == "bernoulli":
+            self.reconstruction_name = "NLL (nats/image)"
         dim = math.prod(self.in_shape)
         decoder = tuple(reversed(encoder)) if decoder is None else tuple(decoder)
         check_widths(code, encoder, decoder)
@@ -42,6 +56,17 @@ class MLPAutoencoder(Autoencoder):
 
     def decode(self, h: torch.Tensor) -> torch.Tensor:
         return self.decoder(h).view(-1, *self.in_shape)
+
+    def loss(self, inputs: torch.Tensor, targets: torch.Tensor, weights: Mapping[str, float],
+             generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The MSE per pixel, or with reconstruction=bernoulli the binary cross-entropy summed over the pixels,
+        in nats per image, as a VAE's (from the logits, before the sigmoid)."""
+        if self.reconstruction == "mse":
+            return super().loss(inputs, targets, weights, generator)
+        code = self.encode(inputs)
+        logits = self.decoder[:-1](code).view_as(targets)
+        nll = F.binary_cross_entropy_with_logits(logits, targets, reduction="none").flatten(1).sum(1).mean()
+        return nll, self.common_terms(inputs, code, weights)
 
     def encoder_filters(self) -> torch.Tensor:
         return self.encoder[0].weight.view(-1, *self.in_shape[1:])

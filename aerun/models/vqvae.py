@@ -184,7 +184,7 @@ class VectorQuantised(Autoencoder):
         return counts
 
     @torch.no_grad()
-    def measures(self, images: torch.Tensor, seed: int) -> dict[str, Any]:
+    def measures(self, images: torch.Tensor, seed: int, **options: Any) -> dict[str, Any]:
         """perplexity: exp of the entropy of the entries' use over every grid position of `images` (the number
         of entries a uniform use would need); used_codes: entries chosen at least once."""
         if not self.quantize:

@@ -21,10 +21,11 @@ from omegaconf import DictConfig
 from aerun import atomic, runlock
 from aerun.document import Document
 from aerun.errors import UserError
-from aerun.report.claims import compare, trend
+from aerun.report.claims import Later, compare, trend
 from aerun.report.jobs import train_all
 from aerun.report.measure import Context
-from aerun.report.plan import ASSIGNMENT, BEYOND, PARTS, chosen_parts, first_difference, plan_sweep, report_seeds
+from aerun.report.plan import (ASSIGNMENT, BEYOND, PARTS, Part, chosen_parts, first_difference, plan_sweep,
+                               report_seeds)
 from aerun.report.sections import SECTIONS
 from aerun.stats import RULE
 from aerun.train import resolve_device
@@ -32,8 +33,20 @@ from aerun.train import resolve_device
 __all__ = ["ASSIGNMENT", "BEYOND", "PARTS", "chosen_parts", "compare", "first_difference", "report", "trend"]
 
 
-def preamble(ctx: Context) -> str:
-    """What the numbers are, and how far they can be trusted: said once, before any part."""
+def tests_text(ctx: Context, parts: list[Part]) -> str:
+    """How many comparisons each part tests, and how they are corrected: known once every part is written."""
+    counts = [(f"part {p.title.split('. ')[0]}" if ". " in p.title else p.key, ctx.ledger.tested(p.key)) for p in parts]
+    counted = [f"{name}: {n}" for name, n in counts if n]
+    if not counted:
+        return ""
+    return (f" The report tests {sum(n for _, n in counts)} comparisons, each fixed by the parts' settings before "
+            f"any number existed (part by part: {'; '.join(counted)}); within each part the p-values are adjusted "
+            "by Holm's step-down method, so that the chance of calling any difference of a part that is not there "
+            "stays under 5 %. report.json lists every comparison with its raw and adjusted p.")
+
+
+def preamble(ctx: Context, parts: list[Part]) -> str:
+    """What the numbers are, and how far they can be trusted: said once, before any part (rendered after them)."""
     seeds = ctx.seeds
     common = (f"Every number below was measured by this report from the checkpoints under "
               f"`{ctx.rel(ctx.root / 'runs')}/` (device {ctx.device}). Errors are on the test split, SSE/image = sum "
@@ -48,7 +61,7 @@ def preamble(ctx: Context) -> str:
     return common + (f"Every model was trained with seeds 0–{seeds - 1}; tables give the mean ± the standard "
                      f"deviation over the {seeds} seeds (PCA is deterministic: no spread). {RULE} Showcase "
                      "figures show seed 0; loss curves show the mean over the seeds with a band from the lowest "
-                     "to the highest.")
+                     "to the highest." + tests_text(ctx, parts))
 
 
 def report(cfg: DictConfig) -> Path:
@@ -76,16 +89,18 @@ def _report(cfg: DictConfig, root: Path, extra: list[str], seeds: int, start: fl
 
     dataset = next(iter(ctx.settings.values()))[0].cfg.dataset.name
     doc = Document(f"aerun report: autoencoders on {dataset}")
-    doc.text(preamble(ctx))
+    doc.text(Later(lambda: preamble(ctx, written)))  # it counts the tests of every part
     for k, part in enumerate(written, 1):
         print(f"[report] writing part {k}/{len(written)}: {part.title}", flush=True)
         doc.heading(part.title)
+        ctx.ledger.start(part.key)
         SECTIONS[part.key](doc, ctx)
+        ctx.ledger.close()  # Holm's adjustment over the part's comparisons, before any sentence is rendered
     root.mkdir(parents=True, exist_ok=True)
     atomic.write_text(root / "report.md", doc.markdown())
     atomic.write_text(root / "index.html", doc.html())
     jobs = {name: [[str(run) for run in s.runs] for s in settings] for name, settings in ctx.settings.items()}
     atomic.write_json(root / "report.json", {
         "seconds": time.perf_counter() - start, "training_seconds": trained_at - start, "seeds": ctx.seeds,
-        "jobs": jobs})
+        "jobs": jobs, "claims": [claim.as_dict() for claim in ctx.ledger.claims], "tables": doc.tables()})
     return root / "index.html"

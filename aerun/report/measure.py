@@ -15,10 +15,12 @@ from omegaconf import DictConfig
 
 from aerun.data import load_split
 from aerun.document import Document
-from aerun.evaluate import encode, eval_name, evaluate, noisy_test_inputs, reconstruct, write_sweep
+from aerun.errors import UserError
+from aerun.evaluate import encode, eval_name, evaluate, fitted_pca, noisy_test_inputs, reconstruct, write_sweep
 from aerun.models import Autoencoder
 from aerun.noise import generator
 from aerun.plot import load, ood_inputs, plot, read_csv
+from aerun.report.claims import Ledger
 from aerun.report.plan import Job, Setting
 from aerun.stats import Spread
 from aerun.train import EPOCH_LOG
@@ -33,6 +35,7 @@ class Context:
     device: str
     settings: dict[str, list[Setting]] = field(default_factory=dict)  # by sweep name
     evaluations: dict[tuple[str, tuple[str, float]], dict[str, Any]] = field(default_factory=dict)  # (run, noise)
+    ledger: Ledger = field(default_factory=Ledger)  # every comparison, by part
 
     @property
     def data_dir(self) -> str:
@@ -53,8 +56,15 @@ class Context:
         return self.evaluations[key]
 
     def results(self, setting: Setting, noise: tuple[str, float] = CLEAN) -> list[dict[str, Any]]:
-        """One evaluation per seed of a setting."""
-        return [self.evaluate(job, noise) for job in setting.jobs]
+        """One evaluation per seed of a setting; a spread whose members differ in anything but their seed (their
+        settings, or the epochs their checkpoints hold) is refused, never averaged."""
+        results = [self.evaluate(job, noise) for job in setting.jobs]
+        epochs = sorted({r["epoch"] for r in results})
+        if len(epochs) > 1 or len({r["setting"] for r in results}) > 1:
+            what = f"epochs {', '.join(map(str, epochs))}" if len(epochs) > 1 else "settings"
+            raise UserError(f"the runs of {setting.label} ({', '.join(str(j.run_dir) for j in setting.jobs)}) differ "
+                            f"in their {what}: one mean ± sd cannot hold them; retrain the odd one out")
+        return results
 
     def sweep(self, name: str, noise: tuple[str, float] = CLEAN) -> list[list[dict[str, Any]]]:
         """Every setting's evaluations; also writes the sweep's own eval.json/eval.md (with spreads)."""
@@ -120,6 +130,13 @@ def ood_errors(ctx: Context, runs: Sequence[Path], kind: str, n: int = 1000) -> 
     return [reconstruct(load(run, None, ctx.device).model, inputs)[0].mean().item() for run in runs]
 
 
+@torch.no_grad()
+def ood_pca_error(ctx: Context, dataset: Any, k: int, kind: str, n: int = 1000) -> float:
+    """Mean SSE/image of PCA-k (fitted on `dataset`'s training split) on the same n inputs as `ood_errors`."""
+    _, inputs = ood_inputs(kind, ctx.data_dir, ctx.device, ctx.cfg.noise_seed, n=n)
+    return reconstruct(fitted_pca(dataset, k, ctx.data_dir, ctx.device), inputs)[0].mean().item()
+
+
 def split_of(ctx: Context, dataset: Any, split: str = "test"):
     return load_split(dataset, split, ctx.data_dir, ctx.device)
 
@@ -150,40 +167,85 @@ def nearest_sse(images: torch.Tensor, reference: torch.Tensor, chunk: int = 256)
     return torch.cat(out)
 
 
+def ink_and_greyness(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per image: its ink (the sum of its pixels) and its greyness (the sum of 4p(1 - p) over its pixels, per
+    unit of ink): 0 for pure black and white, higher for a blur of grey."""
+    x = images.flatten(1).double().clamp(0, 1)
+    ink = x.sum(1)
+    return ink, (4 * x * (1 - x)).sum(1) / ink.clamp_min(1e-9)
+
+
+@dataclass(frozen=True)
+class Yardstick:
+    """What real test digits are like, to say whether an image is digit-like: at most as far from its nearest
+    training digit as 95 % of real test digits are, with as much ink as the middle 95 % of them, and no greyer
+    than 97.5 % of them. The blank image fails the ink (it is near a thin training digit: SSE 12.7 on MNIST),
+    the mean training image the greyness (a blur, near enough to some digit: 27.8 against 36.7 on MNIST)."""
+
+    median_distance: float
+    distance: float
+    ink: tuple[float, float]
+    greyness: float
+
+    @classmethod
+    def of(cls, real: torch.Tensor, train: torch.Tensor) -> "Yardstick":
+        distance = nearest_sse(real, train)
+        ink, grey = ink_and_greyness(real)
+        q = lambda t, p: t.double().quantile(p).item()  # noqa: E731
+        return cls(q(distance, 0.5), q(distance, 0.95), (q(ink, 0.025), q(ink, 0.975)), q(grey, 0.975))
+
+    def digit_like(self, images: torch.Tensor, train: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(whether each image is digit-like, its SSE to the nearest training digit)."""
+        distance = nearest_sse(images, train).cpu()
+        ink, grey = (t.cpu() for t in ink_and_greyness(images))
+        like = (distance <= self.distance) & (ink >= self.ink[0]) & (ink <= self.ink[1]) & (grey <= self.greyness)
+        return like, distance
+
+
 @dataclass
-class ManifoldDistances:
-    """SSE to the nearest training digit: real test digits (the yardstick), pixel moves, code moves per seed."""
-    test_median: float
-    test_p95: float
-    digit: float
-    pixel: list[float]          # mean over samples, per pixel-noise level
-    code: list[list[float]]     # [seed][level], mean over samples
+class Moves:
+    """Part 5's question, measured: images moved in pixel space, and codes moved and decoded; per level the
+    share of digit-like images and their mean SSE to the nearest training digit (codes: per seed)."""
+
+    yardstick: Yardstick
+    references: dict[str, tuple[float, float]]   # name -> (share digit-like, mean distance)
+    reconstructions: tuple[float, float]         # the first seed's model's reconstructions of real test digits
+    pixel: list[tuple[float, float]]             # per pixel-noise level
+    code: list[list[tuple[float, float]]]        # [seed][level]
 
 
 @torch.no_grad()
-def manifold_distances(ctx: Context, setting: Setting, pixel_levels: Sequence[float],
-                       code_levels: Sequence[float], samples: int = 100, yardstick: int = 1000) -> ManifoldDistances:
-    """Is a moved digit still a digit? Its SSE to the nearest of the 60,000 training digits, against the same
-    distance for real test digits. Pixel moves are clipped to [0, 1], as drawn; noise is drawn on the CPU."""
+def manifold_moves(ctx: Context, setting: Setting, pixel_levels: Sequence[float], code_levels: Sequence[float],
+                   samples: int = 20, yardstick: int = 1000) -> Moves:
+    """Each of the showcase digits (one of each class) moved `samples` times at each level, in pixel space
+    (clipped to [0, 1], as drawn) and in each seed's code space (decoded); noise drawn on the CPU."""
     cfg = setting.cfg
     train = split_of(ctx, cfg.dataset, "train").images
     test = split_of(ctx, cfg.dataset).images
-    real = nearest_sse(test[:yardstick], train)
-    digit = test[int(cfg.dataset.showcase[2 % len(cfg.dataset.showcase)])]
+    stick = Yardstick.of(test[:yardstick], train)
+    digits = test[[int(i) for i in cfg.dataset.showcase]]
+
+    def judged(images: torch.Tensor) -> tuple[float, float]:
+        like, distance = stick.digit_like(images, train)
+        return like.double().mean().item(), distance.mean().item()
+
+    references = {"real test digits": judged(test[:yardstick]), "the blank image": judged(torch.zeros_like(digits[:1])),
+                  "the mean training image": judged(train.mean(0, keepdim=True))}
     gen = generator(ctx.cfg.noise_seed, "cpu")
     pixel = []
     for level in pixel_levels:
-        moved = (digit + level * torch.randn((samples, *digit.shape), generator=gen).to(digit.device)).clamp(0, 1)
-        pixel.append(nearest_sse(moved, train).mean().item())
+        moved = digits.repeat_interleave(samples, 0)
+        moved = (moved + level * torch.randn(moved.shape, generator=gen).to(moved.device)).clamp(0, 1)
+        pixel.append(judged(moved))
     code = []
     for run in setting.runs:
         model = load(run, None, ctx.device).model.eval()
-        z = model.encode(digit[None])
+        z = model.encode(digits).repeat_interleave(samples, 0)
         gen = generator(ctx.cfg.noise_seed, "cpu")
-        code.append([nearest_sse(model.decode(z + level * torch.randn((samples, z.shape[1]), generator=gen)
-                                              .to(z.device)), train).mean().item() for level in code_levels])
-    return ManifoldDistances(real.median().item(), real.quantile(0.95).item(),
-                             nearest_sse(digit[None], train).item(), pixel, code)
+        code.append([judged(model.decode(z + level * torch.randn(z.shape, generator=gen).to(z.device)))
+                     for level in code_levels])
+    first = load(setting.first.run_dir, None, ctx.device).model.eval()
+    return Moves(stick, references, judged(first(test[:yardstick])[0]), pixel, code)
 
 
 def side_channel(model: Autoencoder) -> dict[str, int] | None:

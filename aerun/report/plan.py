@@ -60,10 +60,12 @@ class Part:
 ASSIGNMENT = (
     Part("pca_vs_ae", "1. PCA versus a deep autoencoder", (Sweep("pca_vs_ae", "pca_vs_ae"),)),
     Part("standard", "2. The standard (undercomplete) autoencoder", (Sweep("standard", "standard"),)),
-    Part("sparse", "3. The sparse autoencoder", (Sweep("sparse", "sparse"),), needs=("standard",)),
+    Part("sparse", "3. The sparse autoencoder", (Sweep("sparse", "sparse"), Sweep("sparse_control", "sparse_control")),
+         needs=("standard",)),
     Part("denoising", "4. The denoising autoencoder", (
         Sweep("denoising_gaussian", "denoising"),
         Sweep("denoising_salt_pepper", "denoising", ("noise=salt_pepper",)),
+        Sweep("denoising_control", "denoising_control"),
     ), needs=("standard",)),
     Part("manifold", "5. Manifold learning", (Sweep("manifold", "manifold"),)),
     Part("conv", "6. The convolutional autoencoder", (Sweep("conv", "conv"),)),
@@ -203,13 +205,21 @@ def trained_epochs(job: Job) -> int | None:
         return None
     state = found[0]
     wanted = OmegaConf.to_container(job.cfg, resolve=True)
-    key = first_difference(state["config"], wanted)
+    stored = state["config"]
+    if wanted["noise"]["name"] == "none" == stored["noise"]["name"]:  # no noise drawn: its seed changes nothing
+        stored, wanted = {**stored, "noise_seed": None}, {**wanted, "noise_seed": None}
+    key = first_difference(stored, wanted)
     if key is not None:
         raise UserError(f"{job.run_dir} holds a run whose {key} differs from this report's; "
                         f"delete that folder to retrain it, or write the report elsewhere with dir=...")
-    return int(state["epoch"])
+    epochs = int(state["epoch"])
+    if epochs > job.cfg.epochs and not family(job.cfg.model.builder).fitted:
+        raise UserError(f"{job.run_dir} holds a run trained to epoch {epochs}, longer than this report's "
+                        f"epochs={job.cfg.epochs}: a spread must not mix run lengths, and a longer run is not cut "
+                        "short; train the report with that many epochs, or write it elsewhere with dir=...")
+    return epochs
 
 
 def is_complete(job: Job, epochs: int | None) -> bool:
-    """A fitted model (PCA) once it exists; a trained one once it holds the job's epochs."""
-    return epochs is not None and (family(job.cfg.model.builder).fitted or epochs >= job.cfg.epochs)
+    """A fitted model (PCA) once it exists; a trained one once it holds exactly the job's epochs."""
+    return epochs is not None and (family(job.cfg.model.builder).fitted or epochs == job.cfg.epochs)

@@ -6,6 +6,7 @@ Every number is a Spread over the report's seeds; every comparison goes through
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -15,10 +16,10 @@ from aerun.data import IMAGE_SHAPE
 from aerun.document import Document
 from aerun.errors import UserError
 from aerun.evaluate import pca_name
-from aerun.report.claims import compare, is_better, trend
+from aerun.report.claims import Claim, Later
 from aerun.report.measure import (Context, add_figures, code_measures, epoch_spread, figures,
-                                  history, manifold_distances, noisy_input_errors, ood_errors, side_channel,
-                                  seconds_per_epoch, split_of, spread)
+                                  history, manifold_moves, noisy_input_errors, ood_errors, ood_pca_error,
+                                  side_channel, seconds_per_epoch, split_of, spread, Yardstick)
 from aerun.models import CODE_SPACE, Autoencoder, family
 from aerun.plot import code_noise_figure, load, ood_figure
 from aerun.report.plan import BEYOND, FAMILIES, TWIN, Part, Setting
@@ -49,17 +50,26 @@ def pixels_row(results: Sequence[dict[str, Any]], header: Sequence[str]) -> list
     return ["raw pixels (reference)", *[cells.get(h, "-") for h in header[1:]]]
 
 
-def probe_note(best_name: str, best: Spread, other_name: str, other: Spread, pixels: Spread, question: str) -> str:
-    return (f"{question} " + compare(best_name, best, other_name, other, "probe accuracy", True, "%")
-            + f" Raw pixels give {pct(pixels)}.")
+def probe_claim(ctx: Context, a_name: str, a: Spread, b_name: str, b: Spread, pixels: Spread, question: str) -> Claim:
+    """A probe comparison (higher is better), with the raw pixels' accuracy after it for reference."""
+    return ctx.ledger.compare(a_name, a, b_name, b, "probe accuracy", True, "%", lead=f"{question} ",
+                              tail=f" Raw pixels give {pct(pixels)}.")
+
+
+def layers(model: Any) -> str:
+    """A fully connected preset's widths from its config, '784-512-256-128-30-128-256-784, ReLU': never a
+    fixed string that a train_override would leave stale."""
+    encoder = list(model.get("encoder") or [])
+    decoder = list(model.get("decoder")) if model.get("decoder") is not None else encoder[::-1]
+    return f"{'-'.join(str(w) for w in [784, *encoder, model.code, *decoder, 784])}, {model.get('activation', 'relu')}"
+
+
+def listed(values: Sequence[Any]) -> str:
+    return ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
 
 
 def epochs(n: int) -> str:
     return f"{n} epoch" + ("" if n == 1 else "s")
-
-
-def best_probe(named: Sequence[tuple[str, Spread]]) -> tuple[str, Spread]:
-    return max(named, key=lambda t: t[1].mean)
 
 
 # --------------------------------------------------------------------------- 1
@@ -75,10 +85,11 @@ def zero_code_note(name: str, zero: Spread, code_dim: int) -> str:
 
 
 def part_pca_vs_ae(doc: Document, ctx: Context) -> None:
-    doc.text("**Question:** PCA keeps the top 30 eigenvectors of the training set; the deep AE "
-             "(784-512-256-128-30-128-256-784, ReLU) has a 30-d code. Which reconstructs the test set better, "
-             "per showcase image and overall? And which code tells the digits apart?")
     settings = ctx.settings["pca_vs_ae"]
+    deep, pca = next(s for s in settings if not fitted(s)).cfg, next(s for s in settings if fitted(s)).cfg
+    doc.text(f"**Question:** PCA keeps the top {pca.model.k} eigenvectors of the training set; the deep AE "
+             f"({layers(deep.model)}) has a {deep.model.code}-d code. Which reconstructs the test set better, "
+             "per showcase image and overall? And which code tells the digits apart?")
     ctx.sweep("pca_vs_ae")
     path = figures(ctx, "pca_vs_ae")
     ae_setting = next(s for s in settings if not fitted(s))
@@ -99,12 +110,12 @@ def part_pca_vs_ae(doc: Document, ctx: Context) -> None:
     n = len(first["pca"]["showcase_sse"])
     zero_note = zero_code_note("the deep AE", spread(ae, "model", "code", "fraction_zero"), first["model"]["code_dim"])
     doc.items([
-        compare(name, sse(ae, "pca"), "the deep AE", sse(ae)),
+        ctx.ledger.compare(name, sse(ae, "pca"), "the deep AE", sse(ae)),
         f"On the {n} showcase digits the deep AE (seed {ae_setting.first.seed}) has the lower error on {wins} "
         f"and {name} on {n - wins}.",
         zero_note,
-        probe_note("the deep AE's code", probe(ae), f"{name}'s code", probe(ae, "pca"),
-                   spread(ae, "pixels_probe_accuracy"), "Which 30 numbers carry the digit's identity?"),
+        probe_claim(ctx, "the deep AE's code", probe(ae), f"{name}'s code", probe(ae, "pca"),
+                    spread(ae, "pixels_probe_accuracy"), f"Which {k} numbers carry the digit's identity?"),
     ])
     doc.table(["test index", "label", f"deep AE SSE (seed {ae_setting.first.seed})", f"{name} SSE"],
               [[i, lab, a, p] for i, lab, a, p in zip(first["showcase"]["indices"], first["showcase"]["labels"],
@@ -117,17 +128,20 @@ def part_pca_vs_ae(doc: Document, ctx: Context) -> None:
 
 
 def part_standard(doc: Document, ctx: Context) -> None:
-    doc.text("**Questions:** with one hidden layer of 64, 128 or 256 units, how do the loss curves and "
-             "reconstructions compare? What comes out for images that are not digits? What do the encoder "
-             "filters look like?")
     settings = ctx.settings["standard"]
+    doc.text(f"**Questions:** with one hidden layer of {listed([s.cfg.model.code for s in settings])} units, how do "
+             "the loss curves and reconstructions compare? What comes out for images that are not digits? What do "
+             "the encoder filters look like?")
     results = ctx.sweep("standard")
     kinds = list(ctx.cfg.ood)
     path = figures(ctx, "standard", ood=kinds[0] if kinds else "none")
     ood: dict[str, list[Spread]] = {}
+    ood_pca: dict[str, list[Spread]] = {}
     for kind in kinds:
         try:
             ood[kind] = [Spread.of(ood_errors(ctx, s.runs, kind)) for s in settings]
+            ood_pca[kind] = [Spread.of([ood_pca_error(ctx, s.cfg.dataset, r[0]["pca"]["k"], kind)] * len(s.runs))
+                             for s, r in zip(settings, results)]  # PCA is deterministic: the same in every seed
         except UserError as exc:
             doc.text(f"({kind} inputs are unavailable here: {exc})")
     if len(kinds) > 1 and ood:
@@ -137,30 +151,37 @@ def part_standard(doc: Document, ctx: Context) -> None:
                 ood_figure(models, kind, ctx.data_dir, ctx.device, ctx.cfg.noise_seed,
                            path / "figures" / f"ood_{kind}.png")
     header = ["hidden", "SSE/image", "PCA same k", "probe accuracy", "PCA probe", "s/epoch", "final train MSE"]
-    header += [f"SSE on {kind}" for kind in ood]
+    header += [f"{who} on {kind}" for kind in ood for who in ("SSE", "PCA same k")]
     rows = []
     for i, (s, r) in enumerate(zip(settings, results)):
         train_mse = Spread.of([history(run)["train_loss"][-1] for run in s.runs])
         rows.append([r[0]["model"]["code_dim"], sse(r).text(), sse(r, "pca").text(), pct(probe(r)),
-                     pct(probe(r, "pca")), seconds_per_epoch(s), train_mse.text(), *[ood[k][i].text() for k in ood]])
+                     pct(probe(r, "pca")), seconds_per_epoch(s), train_mse.text(),
+                     *[v for k in ood for v in (ood[k][i].text(), ood_pca[k][i].text())]])
     rows.append(pixels_row(results[0], header))
     doc.table(header, rows)
     errors = [sse(r) for r in results]
     sizes = [str(r[0]["model"]["code_dim"]) for r in results]
-    notes = [f"As the hidden size grows, the test error {trend(errors, sizes)}: "
-             + ", ".join(f"{s} units {e.text()}" for s, e in zip(sizes, errors)) + "."]
+    notes: list[Any] = [ctx.ledger.trend(errors, [f"{s} units" for s in sizes], lead="As the hidden size grows, the "
+                                         "test error ", tail=": " + ", ".join(f"{s} units {e.text()}"
+                                                                               for s, e in zip(sizes, errors)) + ".")]
     for r in results:
-        notes.append(f"{r[0]['model']['code_dim']} units: "
-                     + compare(pca_name(r[0]["pca"]["k"]), sse(r, "pca"), "the AE", sse(r)))
+        notes.append(ctx.ledger.compare(pca_name(r[0]["pca"]["k"]), sse(r, "pca"), "the AE", sse(r),
+                                        lead=f"{r[0]['model']['code_dim']} units: "))
     for kind, errs in ood.items():
         ratios = [e.mean / d.mean for e, d in zip(errs, errors)]
-        notes.append(f"On {kind} inputs the mean error is {min(ratios):.1f}–{max(ratios):.1f} times the error on "
-                     "digits: the AEs reconstruct what they were trained on, and pull other inputs towards it.")
-    name, best = best_probe([(f"{sz} units", probe(r)) for sz, r in zip(sizes, results)])
-    others = [(f"{sz} units", probe(r)) for sz, r in zip(sizes, results) if f"{sz} units" != name]
-    runner_up = best_probe(others) if others else (name, best)
-    notes.append(probe_note(name, best, runner_up[0], runner_up[1], spread(results[0], "pixels_probe_accuracy"),
-                            "Which hidden size carries the digit's identity best?"))
+        pca_ratios = [p.mean / sse(r, "pca").mean for p, r in zip(ood_pca[kind], results)]
+        notes.append(f"On {kind} inputs the AEs' mean error is {min(ratios):.1f}–{max(ratios):.1f} times their error "
+                     f"on digits, and PCA's of the same code size {min(pca_ratios):.1f}–{max(pca_ratios):.1f} times "
+                     "(1,000 inputs); whether an AE keeps less of such inputs than PCA of its size does, per size:")
+        for size, e, p in zip(sizes, errs, ood_pca[kind]):
+            notes.append(ctx.ledger.compare(f"the {size}-unit AE", e, pca_name(int(size)), p,
+                                            f"SSE/image on {kind} inputs", lead=f"{kind}, {size} units: "))
+    probes = [probe(r) for r in results]
+    notes.append(ctx.ledger.trend(probes, [f"{s} units" for s in sizes], "probe accuracy", True,
+                                  lead="As the hidden size grows, the probe accuracy ",
+                                  tail=": " + ", ".join(f"{s} units {pct(p)}" for s, p in zip(sizes, probes))
+                                  + f"; raw pixels give {pct(spread(results[0], 'pixels_probe_accuracy'))}."))
     doc.items(notes)
     add_figures(doc, ctx, path, [("loss_iter.png", "Training loss per iteration"), ("loss_epoch.png", "Loss per epoch"),
                                  ("reconstructions.png", "Showcase digits, each hidden size"),
@@ -177,12 +198,14 @@ def standard_baseline(ctx: Context) -> Setting:
 
 
 def part_sparse(doc: Document, ctx: Context) -> None:
-    doc.text("**Questions:** the overcomplete 784-1156-784 AE with an L1 penalty on its hidden activations, "
-             "at weights 4e-6, 1.5e-6, 0.6e-6: does too much sparsity hurt reconstruction? How do its "
-             "activations and filters compare with the standard AE's?")
     base = standard_baseline(ctx)
     settings = ctx.settings["sparse"]
+    doc.text(f"**Questions:** the overcomplete {layers(settings[0].cfg.model)} AE with an L1 penalty on its hidden "
+             f"activations, at weights {listed([float(s.cfg.sparsity) for s in settings])}: does too much sparsity "
+             "hurt reconstruction? How do its activations and filters compare with the standard AE's?")
     results = ctx.sweep("sparse")
+    control_setting = ctx.settings["sparse_control"][0]
+    control = ctx.sweep("sparse_control")[0]
     base_results = ctx.results(base)
     path = figures(ctx, "sparse", baseline=base.first.run_dir)
 
@@ -192,31 +215,39 @@ def part_sparse(doc: Document, ctx: Context) -> None:
     def zero(r: Sequence[dict[str, Any]]) -> Spread:
         return spread(r, "model", "code", "fraction_zero")
 
-    rows = [[f"sparse, λ={s.cfg.sparsity:g}", sse(r).text(), f"{zero(r).mean:.1%}", mean_activation(r).text(3),
-             pct(probe(r)), seconds_per_epoch(s)] for s, r in zip(settings, results)]
-    rows.append([f"standard, {base.cfg.model.code} units", sse(base_results).text(), f"{zero(base_results).mean:.1%}",
-                 mean_activation(base_results).text(3), pct(probe(base_results)), seconds_per_epoch(base)])
-    header = ["model", "SSE/image", "zero activations", "mean activation", "probe accuracy", "s/epoch"]
+    def row(name: str, setting: Setting, r: Sequence[dict[str, Any]]) -> list[Any]:
+        return [name, r[0]["model"]["code_dim"], epochs(r[0]["epoch"]), sse(r).text(), f"{zero(r).mean:.1%}",
+                mean_activation(r).text(3), pct(probe(r)), seconds_per_epoch(setting)]
+
+    control_name = f"control: the same AE without the penalty ({epochs(control[0]['epoch'])})"
+    rows = [row(f"sparse, λ={s.cfg.sparsity:g}", s, r) for s, r in zip(settings, results)]
+    rows += [row(control_name, control_setting, control),
+             row(f"standard (part 2), {base.cfg.model.code} units", base, base_results)]
+    header = ["model", "code", "epochs", "SSE/image", "zero activations", "mean activation", "probe accuracy",
+              "s/epoch"]
     rows.append(pixels_row(results[0], header))
     doc.table(header, rows)
+    doc.text(f"Each sparse AE is compared with the control, the same {control[0]['model']['code_dim']}-unit AE trained "
+             "as long without the penalty: they differ in the penalty alone. Part 2's standard AE is in the table "
+             "for reference only (another width, another number of epochs).")
     by_weight = sorted(zip(settings, results), key=lambda t: t[0].cfg.sparsity)
     (lo_s, lo), (hi_s, hi) = by_weight[0], by_weight[-1]
     lo_name, hi_name = f"λ={lo_s.cfg.sparsity:g}", f"λ={hi_s.cfg.sparsity:g}"
-    verdict = compare(hi_name, sse(hi), lo_name, sse(lo))
-    if is_better(sse(lo), sse(hi)):
-        verdict += " Too much sparsity hurts reconstruction."
-    notes = [
-        verdict,
-        f"As λ grows, the error {trend([sse(r) for _, r in by_weight], [f'λ={s.cfg.sparsity:g}' for s, _ in by_weight])}"
-        f", while the share of exactly-zero activations goes from {zero(lo).mean:.1%} to "
-        f"{zero(hi).mean:.1%}.",
-        f"The standard AE leaves {zero(base_results).mean:.1%} of its activations at zero; the sparse AE at "
-        f"{hi_name} leaves {zero(hi).mean:.1%}, with a mean activation of {mean_activation(hi).text(3)} against "
-        f"{mean_activation(base_results).text(3)}.",
-    ]
-    name, best = best_probe([(f"the sparse AE at λ={s.cfg.sparsity:g}", probe(r)) for s, r in zip(settings, results)])
-    notes.append(probe_note(name, best, f"the standard AE ({base.cfg.model.code} units)", probe(base_results),
-                            spread(results[0], "pixels_probe_accuracy"), "Does sparsity help the probe?"))
+    extremes = ctx.ledger.compare(hi_name, sse(hi), lo_name, sse(lo))
+    notes: list[Any] = [Later(lambda: str(extremes) + (" Too much sparsity hurts reconstruction." if extremes.resolved
+                                                        and extremes.test.difference > 0 else ""))]
+    notes.append(ctx.ledger.trend([sse(r) for _, r in by_weight], [f"λ={s.cfg.sparsity:g}" for s, _ in by_weight],
+                                  lead="As λ grows, the error ",
+                                  tail=f", while the share of exactly-zero activations goes from {zero(lo).mean:.1%} "
+                                       f"to {zero(hi).mean:.1%}."))
+    for s, r in zip(settings, results):
+        name = f"the sparse AE at λ={s.cfg.sparsity:g}"
+        notes.append(ctx.ledger.compare(name, sse(r), "the control", sse(control), lead="Reconstruction: "))
+        notes.append(probe_claim(ctx, name, probe(r), "the control", probe(control),
+                                 spread(results[0], "pixels_probe_accuracy"), "Does sparsity help the probe?"))
+    notes.append(f"The control leaves {zero(control).mean:.1%} of its activations at zero; the sparse AE at "
+                 f"{hi_name} leaves {zero(hi).mean:.1%}, with a mean activation of {mean_activation(hi).text(3)} "
+                 f"against {mean_activation(control).text(3)}.")
     doc.items(notes)
     add_figures(doc, ctx, path, [("reconstructions.png", "Showcase digits: each λ and the standard AE"),
                                  ("activations.png", "Hidden activations of the showcase digits, and their averages"),
@@ -227,11 +258,15 @@ def part_sparse(doc: Document, ctx: Context) -> None:
 
 
 def part_denoising(doc: Document, ctx: Context) -> None:
-    doc.text("**Questions:** a 784-256-784 AE trained on corrupted inputs against clean targets, at noise levels "
-             "0.3, 0.5, 0.8, 0.9: what does the standard AE do with noisy inputs, and what does the denoising AE "
-             "do? Do the filters differ?")
+    noisy = next(ctx.settings[k] for k in ("denoising_gaussian", "denoising_salt_pepper") if k in ctx.settings)
+    doc.text(f"**Questions:** a {layers(noisy[0].cfg.model)} AE trained on corrupted inputs against clean targets, "
+             f"at noise levels {listed([float(s.cfg.noise.level) for s in noisy])}: what does the standard AE do with "
+             "noisy inputs, and what does the denoising AE do? Do the filters differ?")
     base = standard_baseline(ctx)
-    base_name = f"standard AE ({base.cfg.model.code} units, {epochs(base.cfg.epochs)})"
+    control = ctx.settings["denoising_control"][0]
+    ctx.sweep("denoising_control")
+    base_name = f"standard AE ({base.cfg.model.code} units, {epochs(base.cfg.epochs)}, part 2)"
+    control_name = f"standard AE trained as long ({epochs(control.cfg.epochs)})"
     for sweep in ("denoising_gaussian", "denoising_salt_pepper"):
         if sweep not in ctx.settings:
             continue
@@ -243,24 +278,25 @@ def part_denoising(doc: Document, ctx: Context) -> None:
         rows, notes, changed = [], [], []
         for s, own_clean in zip(settings, clean):
             noise = (kind, float(s.cfg.noise.level))
-            own, std = sse(ctx.results(s, noise)), sse(ctx.results(base, noise))
+            own, std, same = (sse(ctx.results(x, noise)) for x in (s, base, control))
             nothing = noisy_input_errors(ctx, s.cfg.dataset, noise)
             changed.append((noise[1], nothing["changed"]))
-            rows.append([f"{noise[1]:g}", nothing["sse"], nothing["clipped_sse"], std.text(), own.text(),
+            rows.append([f"{noise[1]:g}", nothing["sse"], nothing["clipped_sse"], std.text(), same.text(), own.text(),
                          pct(probe(own_clean))])
-            notes.append(f"level {noise[1]:g}: " + compare("the denoising AE", own, "the standard AE", std))
+            notes.append(ctx.ledger.compare("the denoising AE", own, "the standard AE trained as long", same,
+                                            lead=f"level {noise[1]:g}: "))
         doc.table(["noise level", "noisy input SSE", "noisy input clipped to [0, 1]", f"{base_name} SSE",
-                   f"denoising AE ({trained}) SSE", "denoising AE probe (clean inputs)"], rows)
+                   f"{control_name} SSE", f"denoising AE ({trained}) SSE", "denoising AE probe (clean inputs)"], rows)
         if kind == "salt_pepper":
             doc.text("Salt-and-pepper at level L sets a fraction L of the pixels to 0 or 1 at random, but pepper on "
                      "the black background and salt on white strokes change nothing: the share of pixels actually "
                      "changed is " + ", ".join(f"{100 * c:.0f} % at {lvl:g}" for lvl, c in changed) +
                      " (measured on this noisy test split).")
-        name, best = best_probe([(f"the denoising AE at {s.cfg.noise.level:g}", probe(r))
-                                 for s, r in zip(settings, clean)])
-        notes.append(probe_note(name, best, "the standard AE", probe(ctx.results(base)),
-                                spread(clean[0], "pixels_probe_accuracy"),
-                                f"Does denoising ({kind}) help the probe on clean digits?"))
+        pixels = spread(clean[0], "pixels_probe_accuracy")
+        for s, r in zip(settings, clean):
+            notes.append(probe_claim(ctx, f"the denoising AE at {s.cfg.noise.level:g}", probe(r),
+                                     "the standard AE trained as long", probe(ctx.results(control)), pixels,
+                                     f"Does denoising ({kind}) help the probe on clean digits?"))
         doc.items(notes)
         path = figures(ctx, sweep, baseline=base.first.run_dir)
         add_figures(doc, ctx, path, [
@@ -269,57 +305,69 @@ def part_denoising(doc: Document, ctx: Context) -> None:
             ("loss_epoch.png", f"{kind}: loss per epoch (train on noisy inputs, test on clean ones)")])
     doc.text("SSE is measured against the clean digit, on one noise draw shared by every model and the figures. "
              "The noisy input's own SSE is the error of doing nothing; clipping it to [0, 1] is the cheapest "
-             f"repair. As in the assignment, the standard AE trained {epochs(base.cfg.epochs)} and the denoising AEs "
-             "the epochs their column names.")
+             f"repair. Each denoising AE is compared with the {control_name}, which differs from it in the training "
+             f"noise alone; part 2's standard AE ({epochs(base.cfg.epochs)}, as the assignment set it) is in the "
+             "table for reference.")
 
 
 # --------------------------------------------------------------------------- 5
 
 
-def manifold_notes(levels: Sequence[float], distances: Sequence[Sequence[float]], p95: float, what: str) -> list[str]:
-    """Per level, whether moved images stay as near to the training digits as real test digits do.
-
-    `distances[seed][level]`: the mean SSE to the nearest training digit. A level counts as on the
-    manifold in a seed when that mean is within the 95th percentile of real test digits' distances.
-    """
+def manifold_notes(levels: Sequence[float], moves: Sequence[Sequence[tuple[float, float]]], what: str) -> list[str]:
+    """Per level, how many of the moved images are digit-like (`moves[seed][level]`: share, mean distance)."""
     notes = []
     for i, level in enumerate(levels):
-        values = Spread.of([d[i] for d in distances])
-        inside = sum(d[i] <= p95 for d in distances)
-        seeds = f" in {inside} of {values.n} seeds" if values.n > 1 and 0 < inside < values.n else ""
-        where = ("as near to a training digit as 95 % of real test digits are" if inside == values.n else
-                 "farther from every training digit than 95 % of real test digits are" if inside == 0 else
-                 f"within that range{seeds}")
-        notes.append(f"{what} {level:g}: {values.text(3)} from the nearest training digit, {where}.")
+        share = Spread.of([m[i][0] for m in moves])
+        distance = Spread.of([m[i][1] for m in moves])
+        verdict = ("every one is digit-like" if min(m[i][0] for m in moves) == 1 else
+                   "none is digit-like" if max(m[i][0] for m in moves) == 0 else
+                   f"{100 * share.mean:.0f} % are digit-like" + (f" (± {100 * share.sd:.0f} over {share.n} seeds)"
+                                                                   if share.sd else ""))
+        notes.append(f"{what} {level:g}: {verdict}; their mean SSE to the nearest training digit is "
+                     f"{distance.text(3)}.")
     return notes
 
 
+def yardstick_text(stick: Yardstick, n: int) -> str:
+    return (f"An image counts as digit-like when it is as near to a training digit as 95 % of {n:,} real test digits "
+            f"are (SSE to the nearest of the training digits ≤ {stick.distance:.1f}; their median is "
+            f"{stick.median_distance:.1f}), has as much ink as the middle 95 % of them (a pixel sum from "
+            f"{stick.ink[0]:.0f} to {stick.ink[1]:.0f}) and is no greyer than 97.5 % of them (greyness, the sum of "
+            f"4p(1−p) per unit of ink, ≤ {stick.greyness:.2f}): a blank image fails the ink, the mean training "
+            "image the greyness, though both are nearer some training digit than the 95th percentile.")
+
+
 def part_manifold(doc: Document, ctx: Context) -> None:
-    doc.text("**Questions:** moving a test digit in random directions of the 784-d pixel space (noise 0.3–0.9) — "
-             "is the result still a digit? With the 784-64-8-64-784 AE, adding noise to the 8-d code "
-             "(0.1, 0.5, 0.8, 500) and decoding — what comes out?")
     setting = ctx.settings["manifold"][0]
+    pixel_levels, code_levels = [0.3, 0.5, 0.8, 0.9], [0.1, 0.5, 0.8, 500.0]
+    doc.text(f"**Questions:** moving a test digit in random directions of the 784-d pixel space (noise "
+             f"{listed(pixel_levels)}) — is the result still a digit? With the {layers(setting.cfg.model)} AE, adding "
+             f"noise to the {setting.cfg.model.code}-d code ({listed(code_levels)}) and decoding — what comes out?")
     results = ctx.sweep("manifold")[0]
     figures(ctx, "manifold")
-    pixel_levels, code_levels = [0.3, 0.5, 0.8, 0.9], [0.1, 0.5, 0.8, 500.0]
-    d = manifold_distances(ctx, setting, pixel_levels, code_levels)
-    doc.text(f"The 8-d AE reconstructs the test set with SSE/image {sse(results).text()} "
-             f"({pca_name(results[0]['pca']['k'])}: {sse(results, 'pca').text()}). To tell whether an image is still "
-             "a digit, the table gives its SSE to the nearest of the training digits (mean of 100 random moves; "
-             "pixel moves clipped to [0, 1], as drawn), beside the same distance for 1,000 real test digits: "
-             f"median {d.test_median:.1f}, 95th percentile {d.test_p95:.1f}.")
-    code = [Spread.of([seed[i] for seed in d.code]) for i in range(len(code_levels))]
-    doc.table(["image", "level", "SSE to the nearest training digit"], [
-        ["real test digits, median / 95th percentile", "-", f"{d.test_median:.1f} / {d.test_p95:.1f}"],
-        ["the digit moved below, unmoved", "-", d.digit],
-        *[["pixel-space move", s, v] for s, v in zip(pixel_levels, d.pixel)],
-        *[["code-space move, decoded", s, v.text(3)] for s, v in zip(code_levels, code)],
+    moves = manifold_moves(ctx, setting, pixel_levels, code_levels)
+    n = len(setting.cfg.dataset.showcase)
+    doc.text(f"The {setting.cfg.model.code}-d AE reconstructs the test set with SSE/image {sse(results).text()} "
+             f"({pca_name(results[0]['pca']['k'])}: {sse(results, 'pca').text()}). Each of the {n} showcase digits "
+             "(one of each class) is moved 20 times at each level: in pixel space (clipped to [0, 1], as drawn) and "
+             "in the code space of each seed's AE, decoded. " + yardstick_text(moves.yardstick, 1000))
+    code = [(Spread.of([seed[i][0] for seed in moves.code]), Spread.of([seed[i][1] for seed in moves.code]))
+            for i in range(len(code_levels))]
+    doc.table(["image", "level", "digit-like", "SSE to the nearest training digit"], [
+        *[[name, "-", f"{100 * share:.0f} %", distance] for name, (share, distance) in moves.references.items()],
+        ["the AE's reconstructions of real test digits (seed 0)", "-", f"{100 * moves.reconstructions[0]:.0f} %",
+         moves.reconstructions[1]],
+        *[["pixel-space move", level, f"{100 * share:.0f} %", distance]
+          for level, (share, distance) in zip(pixel_levels, moves.pixel)],
+        *[["code-space move, decoded", level, pct(share), distance.text(3)]
+          for level, (share, distance) in zip(code_levels, code)],
     ])
-    doc.items([*manifold_notes(pixel_levels, [d.pixel], d.test_p95, "Pixel noise"),
-               *manifold_notes(code_levels, d.code, d.test_p95, "Code noise"),
-               probe_note("the AE's 8-d code", probe(results), f"{pca_name(results[0]['pca']['k'])}'s code",
-                          probe(results, "pca"), spread(results, "pixels_probe_accuracy"),
-                          "Which 8 numbers carry the digit's identity?")])
+    doc.items([*manifold_notes(pixel_levels, [moves.pixel], "Pixel noise"),
+               *manifold_notes(code_levels, moves.code, "Code noise"),
+               probe_claim(ctx, f"the AE's {setting.cfg.model.code}-d code", probe(results),
+                           f"{pca_name(results[0]['pca']['k'])}'s code", probe(results, "pca"),
+                           spread(results, "pixels_probe_accuracy"),
+                           f"Which {setting.cfg.model.code} numbers carry the digit's identity?")])
     add_figures(doc, ctx, setting.first.run_dir, [
         ("manifold_pixel.png", "A digit moved in random directions of pixel space"),
         ("manifold_code.png", "Noise added to the 8-d code, then decoded"),
@@ -349,15 +397,15 @@ def part_conv(doc: Document, ctx: Context) -> None:
     doc.table(["decoder", "code", "also receives", "SSE/image", "PSNR (dB)", "probe accuracy",
                "SSE after epoch 1", "s/epoch"], rows)
     ranked = sorted(named, key=lambda t: t[1].mean)
-    early = sorted(named, key=lambda t: t[2].mean)
-    notes = ["Ranking by mean final test error" + (" in this run" if ranked[0][1].n < 2 else "") + ": "
-             + ", ".join(f"{n} {e.text()}" for n, e, _ in ranked) + "."]
-    notes += [compare(ranked[0][0], ranked[0][1], other[0], other[1]) for other in ranked[1:]]
-    notes.append(compare(early[0][0], early[0][2], early[-1][0], early[-1][2], "test SSE after one epoch"))
-    by_probe = sorted(((s.cfg.model.name, probe(r)) for s, r in zip(settings, results)), key=lambda t: -t[1].mean)
-    notes.append(probe_note(f"{by_probe[0][0]}'s code", by_probe[0][1], f"{by_probe[-1][0]}'s code", by_probe[-1][1],
-                            spread(results[0], "pixels_probe_accuracy"),
-                            "Which training leaves the encoder's code most telling of the digit?"))
+    notes: list[Any] = ["Ranking by mean final test error" + (" in this run" if ranked[0][1].n < 2 else "") + ": "
+                        + ", ".join(f"{n} {e.text()}" for n, e, _ in ranked) + "."]
+    probes = {s.cfg.model.name: probe(r) for s, r in zip(settings, results)}
+    pixels = spread(results[0], "pixels_probe_accuracy")
+    for (a, a_sse, a_first), (b, b_sse, b_first) in itertools.combinations(named, 2):  # every pair, fixed in advance
+        notes.append(ctx.ledger.compare(a, a_sse, b, b_sse))
+        notes.append(ctx.ledger.compare(a, a_first, b, b_first, "test SSE after one epoch", lead="Convergence: "))
+        notes.append(probe_claim(ctx, f"{a}'s code", probes[a], f"{b}'s code", probes[b], pixels,
+                                 "Which training leaves the encoder's code more telling of the digit?"))
     unpooling = [n for n, extra in side.items() if extra]
     if unpooling:
         extra = next(e for e in side.values() if e)
@@ -409,16 +457,16 @@ def part_beyond(doc: Document, ctx: Context) -> None:
         ["deep_best", deep[0]["model"]["code_dim"], deep[0]["epoch"], sse(deep).text(),
          spread(deep, "model", "psnr_db").text(), pct(probe(deep)), minutes(best_setting)],
     ])
-    notes = [compare("deep_best", sse(deep), pca_name(k), sse(deep, "pca")),
-             "Against the assignment's deep AE: " + compare("deep_best", sse(deep), "the assignment's deep AE",
-                                                           sse(assignment))]
+    notes: list[Any] = [ctx.ledger.compare("deep_best", sse(deep), pca_name(k), sse(deep, "pca")),
+                        ctx.ledger.compare("deep_best", sse(deep), "the assignment's deep AE", sse(assignment),
+                                           lead="Against the assignment's deep AE: ")]
     standard = ctx.sweep("standard")
     best = ctx.sweep("standard_best")
     rows = []
     for s, b in zip(standard, best):
         rows.append([s[0]["model"]["code_dim"], sse(s, "pca").text(), sse(s).text(), sse(b).text(), b[0]["epoch"]])
-        notes.append(f"{s[0]['model']['code_dim']} units, trained well: "
-                     + compare("the AE", sse(b), pca_name(b[0]["pca"]["k"]), sse(b, "pca")))
+        notes.append(ctx.ledger.compare("the AE", sse(b), pca_name(b[0]["pca"]["k"]), sse(b, "pca"),
+                                        lead=f"{s[0]['model']['code_dim']} units, trained well: "))
     doc.items(notes)
     doc.table(["hidden", "PCA same k", "standard AE (assignment)", "standard_best", "epochs"], rows)
     figures(ctx, "deep_best")
@@ -468,17 +516,6 @@ def family_rows(ctx: Context) -> list[Family]:
     return rows
 
 
-def level_summary(name: str, levels: Sequence[float], distances: Sequence[Sequence[float]], p95: float) -> str:
-    """Which code-noise levels decode, in every seed, as near to a training digit as 95 % of real test digits."""
-    near = [f"{v:g}" for i, v in enumerate(levels) if all(d[i] <= p95 for d in distances)]
-    far = [f"{v:g}" for i, v in enumerate(levels) if all(d[i] > p95 for d in distances)]
-    mixed = [f"{v:g}" for v in levels if f"{v:g}" not in (*near, *far)]
-    parts = [f"as near as real digits at {', '.join(near)}" if near else "as near as real digits at no level",
-             *([f"farther at {', '.join(far)}"] if far else []), *([f"it depends on the seed at {', '.join(mixed)}"]
-                                                                   if mixed else [])]
-    return f"{name}, code noise decoded: " + "; ".join(parts) + "."
-
-
 def measures_note(f: Family, results: Sequence[dict[str, Any]]) -> str | None:
     """A family's own measures (eval.json's model.<measures_key>) over the seeds, numbers as mean ± sd."""
     key = f.model.measures_key
@@ -524,47 +561,48 @@ def part_families(doc: Document, ctx: Context) -> None:
              "activation, as its paper's classifier does).")
     pairs = [(f.name, f.against) for f in rows if f.against]
     pixels = spread(results[rows[0].name], "pixels_probe_accuracy")
-    notes = []
+    notes: list[Any] = []
     for new, old in pairs:
-        notes.append(compare(new, sse(results[new]), old, sse(results[old])))
+        notes.append(ctx.ledger.compare(new, sse(results[new]), old, sse(results[old])))
         if jacobian[new] and jacobian[old]:
-            notes.append(compare(new, jacobian[new], old, jacobian[old], "‖∂h/∂x‖²_F", noun="Jacobian norm"))
-        notes.append(probe_note(new, probe(results[new]), old, probe(results[old]), pixels, "Probe:"))
+            notes.append(ctx.ledger.compare(new, jacobian[new], old, jacobian[old], "‖∂h/∂x‖²_F",
+                                            noun="Jacobian norm"))
+        notes.append(probe_claim(ctx, new, probe(results[new]), old, probe(results[old]), pixels, "Probe:"))
     for f in rows:
         if f.reference:
-            notes.append(f"Against {f.reference}, for reference: " + compare(
-                f.name, sse(results[f.name]), f.reference, sse(results[f.reference])))
+            notes.append(ctx.ledger.compare(f.name, sse(results[f.name]), f.reference, sse(results[f.reference]),
+                                            lead=f"Against {f.reference}, for reference: "))
     notes += [note for f in rows if (note := measures_note(f, results[f.name]))]
     doc.items(notes)
 
     # part 5's levels, then noise as large as the code's own scale (the last level), in one pass per model
     decodes = [f for f in rows if CODE_SPACE in f.model.figures]
-    distances = {f.name: manifold_distances(ctx, f.setting, [], [*CODE_NOISE, scale[f.name].mean]) for f in decodes}
-    own = len(CODE_NOISE)
+    moves = {f.name: manifold_moves(ctx, f.setting, [], [*CODE_NOISE, scale[f.name].mean]) for f in decodes}
 
-    def at(name: str, i: int) -> Spread:
-        return Spread.of([seed[i] for seed in distances[name].code])
+    def share(name: str, i: int) -> Spread:
+        return Spread.of([seed[i][0] for seed in moves[name].code])
+
+    def distance(name: str, i: int) -> Spread:
+        return Spread.of([seed[i][1] for seed in moves[name].code])
 
     if decodes:
-        d0 = distances[decodes[0].name]
-        doc.text("Noise in the code, as in part 5: one test digit's code plus Gaussian noise at each level, decoded, "
-                 "and the decoded image's SSE to the nearest of the training digits (mean of 100 draws), beside the "
-                 f"same distance for 1,000 real test digits: median {d0.test_median:.1f}, 95th percentile "
-                 f"{d0.test_p95:.1f}. The last row adds noise as large as each code's own unit sd.")
+        stick = moves[decodes[0].name].yardstick
+        doc.text("Noise in the code, as in part 5: each showcase digit's code plus Gaussian noise at each level, 20 "
+                 "draws each, decoded; the share of decoded images that are digit-like, and (below it) their mean SSE "
+                 "to the nearest training digit. " + yardstick_text(stick, 1000) + " The last row adds noise as "
+                 "large as each code's own unit sd.")
         names = [f.name for f in decodes]
-        doc.table(["code noise", *names], [[level, *[at(n, i).text(3) for n in names]]
-                                           for i, level in enumerate(CODE_NOISE)]
-                  + [["the code's own unit sd", *[f"{at(n, own).text(3)} (at {scale[n].mean:.3g})" for n in names]]])
-        notes = [level_summary(f.name, CODE_NOISE, [seed[:own] for seed in distances[f.name].code], d0.test_p95)
-                 for f in decodes]
-        what = "distance to the nearest training digit"
+        levels = [*[f"{level:g}" for level in CODE_NOISE], "the code's own unit sd"]
+        doc.table(["code noise", *names], [[level, *[f"{pct(share(n, i))} ({distance(n, i).text(3)})" for n in names]]
+                                           for i, level in enumerate(levels)])
+        notes = [f"{f.name}'s reconstructions of 1,000 real test digits are digit-like in "
+                 f"{100 * moves[f.name].reconstructions[0]:.0f} % of cases (seed 0): the yardstick's verdict on the "
+                 "decoder itself." for f in decodes]
         for new, old in pairs:
-            if new in distances and old in distances:
-                for i, level in enumerate(CODE_NOISE):
-                    notes.append(f"Code noise {level:g}: "
-                                 + compare(new, at(new, i), old, at(old, i), what, noun="distance"))
-                notes.append("Noise as large as each code's own spread: "
-                             + compare(new, at(new, own), old, at(old, own), what, noun="distance"))
+            if new in moves and old in moves:
+                for i, level in enumerate(levels):
+                    notes.append(ctx.ledger.compare(new, share(new, i), old, share(old, i), "share of digit-like images",
+                                                    True, "%", lead=f"Code noise {level}: "))
         bounded = [f.name for f in decodes if f.model.bounded_output]
         if bounded:
             notes.append(f"{', '.join(bounded)} end in a sigmoid: any two images in [0, 1] are at most "
@@ -576,8 +614,8 @@ def part_families(doc: Document, ctx: Context) -> None:
     dataset = rows[0].setting.cfg.dataset
     by_name = {f.name: f for f in rows}
     for f in rows:
-        if f.against and f.name in distances:
-            group = [by_name[n] for n in (f.reference, f.against) if n and n in distances] + [f]
+        if f.against and f.name in moves:
+            group = [by_name[n] for n in (f.reference, f.against) if n and n in moves] + [f]
             code_noise_figure([load(g.setting.first.run_dir, g.name, ctx.device) for g in group],
                               split_of(ctx, dataset), [int(i) for i in dataset.showcase], CODE_NOISE,
                               ctx.cfg.noise_seed, path / "figures" / f"code_noise_{f.name}.png")

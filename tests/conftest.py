@@ -30,6 +30,22 @@ def make_cfg():
 
 
 @pytest.fixture
+def straight_and_resumed(make_cfg, tmp_path):
+    """train(overrides) straight for 2 epochs, and 1 + 1 resumed: the two checkpoints' model states."""
+
+    def run(overrides: list[str]) -> tuple[dict, dict]:
+        from aerun import checkpoint as ckpt
+        from aerun.train import train
+
+        train(make_cfg("train", overrides), tmp_path / "straight")
+        train(make_cfg("train", [*overrides, "epochs=1"]), tmp_path / "resumed")
+        train(make_cfg("train", overrides), tmp_path / "resumed", resume=True)
+        return tuple(ckpt.load(tmp_path / name / ckpt.CHECKPOINT)["model"]["state"] for name in ("straight", "resumed"))
+
+    return run
+
+
+@pytest.fixture
 def aerun_exe() -> str:
     """The installed console script, next to this interpreter (the venv's) or on PATH."""
     beside = Path(sys.executable).parent / "aerun"

@@ -113,12 +113,8 @@ def test_vae_trains_to_a_lower_loss_on_the_synthetic_set(make_cfg, tmp_path):
     assert last < 0.9 * first, (first, last)  # the negative ELBO per image, in nats
 
 
-def test_vae_resumes_to_the_same_weights_as_a_straight_run(make_cfg, tmp_path):
-    common = [*SMOKE, "model=vae", "model.encoder=[32]", "model.decoder=[32]"]
-    train(make_cfg("train", common), tmp_path / "straight")
-    train(make_cfg("train", [*common, "epochs=1"]), tmp_path / "resumed")
-    train(make_cfg("train", common), tmp_path / "resumed", resume=True)
-    a, b = (ckpt.load(tmp_path / name / ckpt.CHECKPOINT)["model"]["state"] for name in ("straight", "resumed"))
+def test_vae_resumes_to_the_same_weights_as_a_straight_run(straight_and_resumed):
+    a, b = straight_and_resumed([*SMOKE, "model=vae", "model.encoder=[32]", "model.decoder=[32]"])
     assert all(torch.equal(a[k], b[k]) for k in a)  # the sampled codes came from the epoch's generator
 
 

@@ -9,7 +9,6 @@ import math
 import pytest
 import torch
 
-from aerun import checkpoint as ckpt
 from aerun.evaluate import evaluate
 from aerun.models import build
 from aerun.objective import Objective, loss_terms
@@ -99,12 +98,8 @@ def test_perplexity_and_used_codes_are_counted_over_every_position():
     assert model.measures(images, 0)["perplexity"] == pytest.approx(1.0)
 
 
-def test_vqvae_trains_resumes_exactly_and_reports_its_codebook(make_cfg, tmp_path):
-    common = [*SMOKE, "model=vqvae", "model.codebook_size=16", "model.restart_every=5"]
-    train(make_cfg("train", common), tmp_path / "straight")
-    train(make_cfg("train", [*common, "epochs=1"]), tmp_path / "resumed")
-    train(make_cfg("train", common), tmp_path / "resumed", resume=True)
-    a, b = (ckpt.load(tmp_path / name / ckpt.CHECKPOINT)["model"]["state"] for name in ("straight", "resumed"))
+def test_vqvae_trains_resumes_exactly_and_reports_its_codebook(straight_and_resumed, tmp_path):
+    a, b = straight_and_resumed([*SMOKE, "model=vqvae", "model.codebook_size=16", "model.restart_every=5"])
     assert int(a["steps"]) == 32 and all(torch.equal(a[k], b[k]) for k in a)  # restarts included
     with open(tmp_path / "straight" / ITER_LOG, newline="") as f:
         steps = list(csv.DictReader(f))

@@ -8,11 +8,9 @@ import math
 import pytest
 import torch
 
-from aerun import checkpoint as ckpt
 from aerun.errors import UserError
 from aerun.evaluate import evaluate
 from aerun.models import build
-from aerun.train import train
 
 from conftest import SMOKE
 
@@ -68,12 +66,8 @@ def test_rate_one_is_the_plain_relu_autoencoder_with_a_linear_decoder():
         build("wta", sparsity_rate=1.5)
 
 
-def test_wta_trains_resumes_exactly_and_reports_its_probe(make_cfg, tmp_path):
-    common = [*SMOKE, "model=wta", "model.code=64"]
-    train(make_cfg("train", common), tmp_path / "straight")
-    train(make_cfg("train", [*common, "epochs=1"]), tmp_path / "resumed")
-    train(make_cfg("train", common), tmp_path / "resumed", resume=True)
-    a, b = (ckpt.load(tmp_path / name / ckpt.CHECKPOINT)["model"]["state"] for name in ("straight", "resumed"))
+def test_wta_trains_resumes_exactly_and_reports_its_probe(straight_and_resumed, tmp_path):
+    a, b = straight_and_resumed([*SMOKE, "model=wta", "model.code=64"])
     assert set(a) >= {"threshold", "batches"} and all(torch.equal(a[k], b[k]) for k in a)
     assert int(a["batches"]) == 2 * 16  # every training step moved the threshold
     result = evaluate(tmp_path / "straight", "unused", "cpu")

@@ -17,8 +17,6 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
-from scipy import stats as scipy_stats
-
 ALPHA = 0.05
 RULE = ("A difference is called only where Welch's t-test over the seeds (two-sided, unequal variances), its "
         f"p-value adjusted by Holm's step-down method for every test of its part, gives p < {ALPHA:g}; each "
@@ -88,6 +86,10 @@ def welch(a: Spread, b: Spread, confidence: float = 0.95) -> Welch:
     va, vb = (a.sd or 0.0) ** 2 / a.n, (b.sd or 0.0) ** 2 / b.n  # a deterministic side (PCA) adds no variance
     se = math.sqrt(va + vb)
     df = (va + vb) ** 2 / ((va ** 2 / (a.n - 1) if va else 0.0) + (vb ** 2 / (b.n - 1) if vb else 0.0))
+    # scipy.stats takes about a second to import: only comparisons need it, not every aerun command that
+    # imports Spread (eval, plot, train), so it is imported here, once, on first use
+    from scipy import stats as scipy_stats
+
     t = scipy_stats.t(df)  # Welch-Satterthwaite degrees of freedom
     half = float(t.ppf(0.5 + confidence / 2)) * se
     return Welch(difference, difference - half, difference + half, float(2 * t.sf(abs(difference) / se)))

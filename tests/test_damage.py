@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import random
+import shutil
 import struct
 import subprocess
 import time
@@ -77,11 +78,20 @@ def one_line(done) -> str:
     return done.stderr
 
 
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory) -> Path:
+    """A run of RUN trained straight through, once for the module."""
+    from aerun.compose import compose_config
+
+    where = tmp_path_factory.mktemp("straight")
+    train(compose_config("train", RUN), where)
+    return where
+
+
 @pytest.mark.parametrize("how", ["model", "optimizer", "truncated"])
-def test_a_damaged_checkpoint_is_named_and_the_run_resumes_from_the_previous_one(aerun_exe, make_cfg, tmp_path, how):
-    train(make_cfg("train", RUN), tmp_path / "straight")
+def test_a_damaged_checkpoint_is_named_and_the_run_resumes_from_the_previous_one(aerun_exe, straight, tmp_path, how):
     run = tmp_path / "run"
-    train(make_cfg("train", RUN), run)
+    shutil.copytree(straight, run)  # the same run: training is deterministic
     last = run / ckpt.CHECKPOINT
     assert ckpt.read(run / ckpt.PREVIOUS)["epoch"] == 2  # the checkpoint before the last is kept
     if how == "truncated":
@@ -99,7 +109,7 @@ def test_a_damaged_checkpoint_is_named_and_the_run_resumes_from_the_previous_one
     done = aerun(aerun_exe, "train", f"resume={run}", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert f"continuing from {run / ckpt.PREVIOUS} (epoch 2)" in (run / "train.log").read_text()
-    a, b = (ckpt.read(path / ckpt.CHECKPOINT) for path in (tmp_path / "straight", run))
+    a, b = (ckpt.read(path / ckpt.CHECKPOINT) for path in (straight, run))
     assert b["epoch"] == 3 and all(torch.equal(a["model"]["state"][k], b["model"]["state"][k]) for k in a["model"]["state"])
     history = (run / "loss_epoch.csv").read_text().splitlines()[1:]
     assert [row.split(",")[0] for row in history] == ["1", "2", "3"]  # epoch 3's first rows were cut back

@@ -27,6 +27,7 @@ import hydra
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -82,7 +83,14 @@ def _train_until_interrupted(cfg: DictConfig, run_dir: Path, resume: bool) -> di
 
 
 def train_command(cfg: DictConfig) -> dict:
-    return _train_until_interrupted(cfg, Path(HydraConfig.get().runtime.output_dir), resume=False)
+    """One run; in a sweep, a job whose folder holds a checkpoint goes on from it (a sweep run again, a Slurm
+    job requeued): the preflight has checked that the checkpoint is this job's run."""
+    from aerun import checkpoint as ckpt
+
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    resume = hydra_cfg.mode == RunMode.MULTIRUN and ckpt.latest_intact(run_dir) is not None
+    return _train_until_interrupted(cfg, run_dir, resume=resume)
 
 
 def resume_command(cfg: DictConfig) -> dict:
@@ -226,8 +234,6 @@ def _refuse_existing_run(overrides: list[str]) -> None:
         if key == "hydra.run.dir" and (Path(value) / CHECKPOINT).exists():
             raise UserError(f"{value} already holds a trained run; choose another hydra.run.dir, "
                             f"or continue it with: aerun train resume={value}")
-        if key == "hydra.sweep.dir" and any(Path(value).glob(f"*/{CHECKPOINT}")):
-            raise UserError(f"{value} already holds a sweep's runs; choose another hydra.sweep.dir")
 
 
 def preflight(config_name: str, args: list[str]) -> None:
@@ -237,8 +243,10 @@ def preflight(config_name: str, args: list[str]) -> None:
     overrides = [a for a in args if not a.startswith("-")]
     multirun = len(overrides) < len(args)
     _refuse_existing_run(overrides)
+    combos, configs, checked_all = [], [], True
     for i, combo in enumerate(sweep_combinations(overrides, multirun=multirun)):
         if i == MAX_PREFLIGHT_JOBS:
+            checked_all = False
             break
         GlobalHydra.instance().clear()
         try:
@@ -246,7 +254,23 @@ def preflight(config_name: str, args: list[str]) -> None:
         except Exception as exc:
             raise UserError(one_line(exc)) from None
         check_composed(config_name, cfg, "hydra.sweep.dir" if multirun else "hydra.run.dir")
+        combos.append(combo)
+        configs.append(cfg)
+    if multirun and config_name == "train" and combos:
+        continue_sweep(combos, configs, checked_all)
 
+
+def continue_sweep(combos: list[list[str]], configs: list[DictConfig], checked_all: bool) -> None:
+    """A sweep into a folder that holds one already continues it (aerun.sweep): one line says how."""
+    from aerun import sweep
+
+    sweep_dir = Path(str(configs[0].hydra.sweep.dir))
+    if not checked_all and sweep.existing_jobs(sweep_dir):
+        raise UserError(f"{sweep_dir} holds a sweep, and one of more than {MAX_PREFLIGHT_JOBS} jobs is not checked "
+                        "job by job, so it cannot continue one; split it into sweeps of fewer jobs")
+    found = sweep.plan(sweep_dir, combos, configs)
+    if found is not None:
+        print(found.line(sweep_dir), flush=True)
 
 def check_composed(config_name: str, cfg: DictConfig, output_key: str) -> None:
     """The checks of one composed job: its values, and the folders it will write or read."""

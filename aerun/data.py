@@ -322,6 +322,7 @@ class Split:
 
 BINARIZE = ("none", "dynamic", "static")
 BINARY_SEED = 20161  # the one Bernoulli draw of a statically binarised split, the same for every model and run
+VAL_SEED = 52361     # which training images a validation split holds out: one draw, the same for every model
 
 
 def load_split(dataset: Mapping, split: str, data_dir: Path | str, device: torch.device | str) -> Split:
@@ -331,20 +332,40 @@ def load_split(dataset: Mapping, split: str, data_dir: Path | str, device: torch
     the probability), fixed by BINARY_SEED, for both splits; dynamic, grey training images that training
     binarises afresh every epoch (aerun.train), and the test split drawn once, as static. A node without the key
     (one written before it existed, or a bare {"name": ...}) means none.
+
+    `dataset.val_size=N`: split `val` is N training images held out (one draw from VAL_SEED and the data set's
+    seed, the same for every model), and `train` is the rest; drawn once when binarised, as the test split is.
     """
-    if split not in SPLITS:
-        raise UserError(f"unknown split {split!r}; known: {', '.join(SPLITS)}")
+    if split not in (*SPLITS, "val"):
+        raise UserError(f"unknown split {split!r}; known: {', '.join(SPLITS)}, val")
+    val_size = int(dataset.get("val_size") or 0)
+    if split == "val" and not val_size:
+        raise UserError("this run has no validation split; train with dataset.val_size=N to hold out N images")
+    source = "test" if split == "test" else "train"
     name = dataset["name"]
     if name == "synthetic":
-        key = (name, split, int(dataset[f"n_{split}"]), int(dataset["seed"]) + (split == "test"))
+        key = (name, source, int(dataset[f"n_{source}"]), int(dataset["seed"]) + (source == "test"))
     else:
-        key = (name, split, str(Path(data_dir).resolve()))
+        key = (name, source, str(Path(data_dir).resolve()))
     mode = dataset.get("binarize") or "none"
     if mode not in BINARIZE:
         raise UserError(f"dataset.binarize={mode!r} is not allowed; allowed: {', '.join(BINARIZE)}")
-    if mode == "none" or (mode == "dynamic" and split == "train"):
-        return _load_cached(key, str(device))
-    return _binarized(key, str(device))
+    drawn_once = mode == "static" or (mode == "dynamic" and split != "train")
+    if source == "train" and val_size:
+        return _held_out(key, drawn_once, val_size, int(dataset.get("seed") or 0), split == "val", str(device))
+    return _binarized(key, str(device)) if drawn_once else _load_cached(key, str(device))
+
+
+@functools.lru_cache(maxsize=4)
+def _held_out(key: tuple, drawn_once: bool, val_size: int, seed: int, val: bool, device: str) -> Split:
+    """The validation images of a training split, or the training images without them."""
+    whole = _binarized(key, device) if drawn_once else _load_cached(key, device)
+    if not 0 < val_size < len(whole):
+        raise UserError(f"dataset.val_size={val_size} is not allowed: the training split has {len(whole)} images; "
+                        f"hold out between 1 and {len(whole) - 1}")
+    order = torch.randperm(len(whole), generator=torch.Generator().manual_seed(VAL_SEED + seed))
+    index = (order[:val_size] if val else order[val_size:]).sort().values.to(whole.images.device)
+    return Split(images=whole.images[index], labels=whole.labels[index])
 
 
 @functools.lru_cache(maxsize=4)

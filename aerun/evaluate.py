@@ -230,6 +230,10 @@ def evaluate_run(
         result[key] = {**entry, **summarise(sse, pixels), "showcase_sse": sse[showcase].tolist()}
         if name:
             result[key]["code"] = code_statistics(codes)
+    if int(dataset.get("val_size") or 0):  # the held-out training images, measured as the test split is
+        val = load_split(dataset, "val", data_dir, device)
+        sse, _ = reconstruct(model, noisy_test_inputs(val.images, noise, noise_seed), val.images)
+        result["validation"] = {"n_images": len(val), **summarise(sse, pixels)}
     if inputs is test.images:  # the probes read clean codes; a noisy evaluation is about reconstruction
         accuracy, fit = code_probe(model, dataset, data_dir, device)
         result["model"]["probe_accuracy"], result["model"]["probe_fit"] = accuracy, fit.as_dict()

@@ -29,6 +29,7 @@ class DatasetConfig:
     name: str = MISSING
     showcase: list[int] = MISSING   # ten test indices, one of each class, drawn in figures and tables
     binarize: str = "none"          # none (grey pixels) | dynamic (a fresh Bernoulli draw every epoch) | static (one)
+    val_size: int = 0               # training images held out for validation (never trained on); 0: none
     n_train: Optional[int] = None   # synthetic: images per split, and the seed they are made from
     n_test: Optional[int] = None
     seed: Optional[int] = None
@@ -62,10 +63,46 @@ def register() -> None:
     """Make `train_schema` known to Hydra (idempotent): done on import, as Hydra's own apps store their
     schemas, so that any composition of conf/train.yaml finds it. `aerun.after` is the resolver of
     noise_seed's default: the next integer after the seed, so that the seeds of a spread draw different
-    training noise, and seed 0 the stream it always drew (noise_seed 1)."""
+    training noise, and seed 0 the stream it always drew (noise_seed 1). `aerun.job_folder` names a sweep's
+    job folders (aerun.sweep)."""
     ConfigStore.instance().store(name=SCHEMA, node=TrainConfig)
     if not OmegaConf.has_resolver("aerun.after"):
         OmegaConf.register_new_resolver("aerun.after", lambda value: int(value) + 1)
+    if not OmegaConf.has_resolver("aerun.job_folder"):  # hydra.sweep.subdir: a job's folder by its overrides
+        from aerun.sweep import job_folder
+
+        OmegaConf.register_new_resolver("aerun.job_folder", job_folder, use_cache=False)
+
+
+# Keys a run may change and still be the same run: where data lives, where it runs, what it logs besides its
+# CSVs, and how long it trains (more epochs resume it). A key newer than a checkpoint is not a change: the
+# checkpoint's config is completed with its default (`complete`). The report's jobs and a continued sweep's
+# jobs are reused or resumed on this rule.
+REUSABLE_CHANGES = ("paths", "device", "epochs", "logger")
+
+
+def first_difference(stored: Any, wanted: Any, prefix: str = "") -> str | None:
+    """The first key (dotted) whose value differs between two plain configs, the reusable changes aside."""
+    if isinstance(stored, dict) and isinstance(wanted, dict):
+        for key in sorted(set(stored) | set(wanted)):
+            if not prefix and key in REUSABLE_CHANGES:
+                continue
+            if key not in stored or key not in wanted:
+                return prefix + key
+            found = first_difference(stored[key], wanted[key], f"{prefix}{key}.")
+            if found:
+                return found
+        return None
+    return None if stored == wanted else prefix.rstrip(".")
+
+
+def changed_key(stored: Mapping[str, Any], wanted: Mapping[str, Any]) -> str | None:
+    """The first key a stored run's config (a checkpoint's, as `checkpoint.load` completes it) would have to
+    change to be `wanted`'s run; None if it is that run, trained to any length. Without noise, the noise
+    stream's seed draws nothing: not a change."""
+    if wanted["noise"]["name"] == "none" == stored["noise"]["name"]:
+        stored, wanted = {**stored, "noise_seed": None}, {**wanted, "noise_seed": None}
+    return first_difference(stored, dict(wanted))
 
 
 def complete(config: Mapping[str, Any]) -> DictConfig:

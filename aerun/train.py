@@ -228,13 +228,16 @@ class History:
     one column per regulariser the run has (`terms`, e.g. "kl"; "train_kl" per epoch).
     """
 
-    def __init__(self, run_dir: Path, upto_epoch: int = 0, terms: tuple[str, ...] = ()) -> None:
-        """Start the files, or keep the rows of epochs up to `upto_epoch` (those of the checkpoint)."""
+    def __init__(self, run_dir: Path, upto_epoch: int = 0, terms: tuple[str, ...] = (),
+                 validation: bool = False) -> None:
+        """Start the files, or keep the rows of epochs up to `upto_epoch` (those of the checkpoint). With
+        `validation`, each epoch's row has `val_loss` (the validation split's MSE) after `seconds`."""
         self.iter_path = run_dir / ITER_LOG
         self.epoch_path = run_dir / EPOCH_LOG
         self.terms = tuple(terms)
+        self.validation = validation
         iter_fields = (*ITER_FIELDS, *self.terms)
-        epoch_fields = (*EPOCH_FIELDS, *(f"train_{t}" for t in self.terms))
+        epoch_fields = (*EPOCH_FIELDS, *(["val_loss"] if validation else []), *(f"train_{t}" for t in self.terms))
         for path, fields in ((self.iter_path, iter_fields), (self.epoch_path, epoch_fields)):
             kept = []
             if upto_epoch and path.exists():
@@ -261,7 +264,8 @@ class History:
         for path, size in sizes.items():
             os.truncate(path, size)
 
-    def append(self, epoch: int, first_step: int, record: torch.Tensor, test_loss: float, seconds: float) -> None:
+    def append(self, epoch: int, first_step: int, record: torch.Tensor, test_loss: float, seconds: float,
+               val_loss: float | None = None) -> None:
         """Rows for `record`: (steps, 1 + len(terms)) of [reconstruction term, each regulariser]."""
         if record.shape[1] != 1 + len(self.terms):
             raise ValueError(f"record has {record.shape[1]} columns; this history logs 1 + {len(self.terms)}")
@@ -276,7 +280,7 @@ class History:
         loss, penalty, *terms = cells(record.mean(0).tolist())
         with open(self.epoch_path, "a", newline="") as f:
             csv.writer(f).writerow([epoch, first_step + len(record), loss, penalty, f"{test_loss:.6g}",
-                                    f"{seconds:.3f}", *terms])
+                                    f"{seconds:.3f}", *([f"{val_loss:.6g}"] if self.validation else []), *terms])
 
 
 def write_failure(exc: OSError, run_dir: Path, epoch: int) -> EnvironmentFailure:
@@ -389,17 +393,22 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
 
     train_set = load_split(cfg.dataset, "train", cfg.paths.data_dir, device)
     test_set = load_split(cfg.dataset, "test", cfg.paths.data_dir, device)
+    val_set = load_split(cfg.dataset, "val", cfg.paths.data_dir, device) if cfg.dataset.val_size else None
     objective = Objective.of(cfg, model)
-    history = History(run_dir, upto_epoch=done, terms=objective.names)
-    log.info("training %s (%s, code %d) on %s: %d train / %d test images, device %s",
-             cfg.model.name, cfg.model.builder, model.code_dim, cfg.dataset.name, len(train_set), len(test_set), device)
+    history = History(run_dir, upto_epoch=done, terms=objective.names, validation=val_set is not None)
+    held_out = f" / {len(val_set)} validation" if val_set is not None else ""
+    log.info("training %s (%s, code %d) on %s: %d train%s / %d test images, device %s", cfg.model.name,
+             cfg.model.builder, model.code_dim, cfg.dataset.name, len(train_set), held_out, len(test_set), device)
+
+    def val_loss() -> float | None:
+        return mean_mse(model, val_set.images) if val_set is not None else None
 
     if model.fitted:
         start = time.perf_counter()
         model.fit(train_set.images)
         record = torch.tensor([[mean_mse(model, train_set.images)]])
         test_loss = mean_mse(model, test_set.images)
-        history.append(0, 0, record, test_loss, time.perf_counter() - start)
+        history.append(0, 0, record, test_loss, time.perf_counter() - start, val_loss())
         ckpt.save(ckpt.make(**describe, epoch=0, step=0), path)
         log.info("fitted: train MSE %.5f, test MSE %.5f", record[0, 0].item(), test_loss)
         return {"run_dir": str(run_dir), "epochs": 0, "test_loss": test_loss}
@@ -439,10 +448,10 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
             raise UserError(f"the loss became non-finite at epoch {epoch}, step {bad}; {kept}; "
                             "try a smaller optimizer.lr")
         seconds = time.perf_counter() - start
-        test_loss = mean_mse(model, test_set.images)
+        test_loss, validation = mean_mse(model, test_set.images), val_loss()
         kept = history.sizes()
         try:  # the epoch's rows and its checkpoint are written together, or neither is
-            history.append(epoch, step, record, test_loss, seconds)
+            history.append(epoch, step, record, test_loss, seconds, validation)
             ckpt.save(ckpt.make(**describe, epoch=epoch, step=step + len(record), optimizer=optimizer), path)
         except OSError as exc:
             history.truncate(kept)
@@ -450,8 +459,9 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
         if events:
             events.epoch(epoch, step, record, test_loss, lr, model)
         step += len(record)
-        log.info("epoch %d/%d  train %s %.5f  test MSE %.5f  %.1f s", epoch, cfg.epochs,
-                 model.reconstruction_name, record[:, 0].mean().item(), test_loss, seconds)
+        log.info("epoch %d/%d  train %s %.5f  %stest MSE %.5f  %.1f s", epoch, cfg.epochs,
+                 model.reconstruction_name, record[:, 0].mean().item(),
+                 "" if validation is None else f"val MSE {validation:.5f}  ", test_loss, seconds)
     if events:
         events.close()
     warning = health_warning(cfg, model, test_set.images, history, train_set.images.mean(0))

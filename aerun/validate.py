@@ -132,6 +132,10 @@ def check_train(cfg: DictConfig) -> None:
     tensorboard.check(cfg.logger)
     if cfg.dataset.binarize not in BINARIZE:
         raise UserError(f"dataset.binarize={cfg.dataset.binarize!r} is not allowed; allowed: {', '.join(BINARIZE)}")
+    val_size, n_train = cfg.dataset.val_size, cfg.dataset.get("n_train")
+    if val_size < 0 or (n_train is not None and val_size >= n_train):
+        most = f" and below dataset.n_train={n_train}" if n_train is not None else ""
+        raise UserError(f"dataset.val_size={val_size} is not allowed; it must be 0 (no validation split) or more{most}")
     if cfg.lr_schedule not in ("constant", "cosine"):
         raise UserError(f"lr_schedule={cfg.lr_schedule!r} is not allowed; allowed: constant, cosine")
     for key in ("hidden", "code", "k"):

@@ -74,6 +74,22 @@ def test_a_finished_job_without_a_result_counts_as_failed(tmp_path, monkeypatch)
     assert watched.category("") == "pending" and watched.category("TIMEOUT") == "failed"
 
 
+def test_a_requeued_job_is_counted_requeued_not_failed(tmp_path, monkeypatch):
+    monkeypatch.setattr(watched, "POLL_S", 0)
+    jobs = [FakeJob("7_0", ["RUNNING", "PREEMPTED", "PENDING", "RUNNING", "COMPLETED"], tmp_path),
+            FakeJob("7_1", ["RUNNING", "PENDING", "RUNNING", "RUNNING", "COMPLETED"], tmp_path)]  # seen back queued
+    out = io.StringIO()
+    watched.watch(jobs, [["model.hidden=8"], ["model.hidden=16"]], "slurm", out)
+    assert out.getvalue().splitlines() == [
+        "[slurm] 2 jobs: 0 pending, 2 running, 0 done, 0 failed",
+        "[slurm] 2 jobs: 2 pending, 0 running, 0 done, 0 failed, 2 requeued",
+        "[slurm] 2 jobs: 1 pending, 1 running, 0 done, 0 failed, 2 requeued",
+        "[slurm] 2 jobs: 0 pending, 2 running, 0 done, 0 failed, 2 requeued",
+        "[slurm] 2 jobs: 0 pending, 0 running, 2 done, 0 failed, 2 requeued",
+    ]
+    assert watched.category("PREEMPTED") == watched.category("REQUEUED") == "requeued"
+
+
 # --------------------------------------------------------------------------- the report on a launcher
 
 
@@ -152,6 +168,48 @@ def test_a_cancelled_job_is_one_line_with_its_log_and_resumes(slurm, aerun_exe, 
     assert resumed.returncode == 0, resumed.stderr
     history = (sweep / "1" / "loss_epoch.csv").read_text().splitlines()[1:]
     assert [int(row.split(",")[0]) for row in history] == list(range(1, kept + 2))
+
+
+@pytest.mark.slurm
+def test_a_requeued_job_goes_on_from_its_checkpoint_and_ends_as_a_straight_one(slurm, aerun_exe, tmp_path):
+    """`scontrol requeue` on a running job, as preemption or a failed node does: the job runs again by itself,
+    resumes its last checkpoint and ends with the weights of a job that never stopped."""
+    import torch
+
+    from aerun import checkpoint as ckpt
+
+    name = f"aerun-requeue-{time.time_ns()}"
+    job = ["model=shallow", "model.hidden=8", "dataset=synthetic", "dataset.n_train=2048", "epochs=200", "device=cpu"]
+    sweeping = subprocess.Popen([aerun_exe, "-m", *SLURM_JOB, f"hydra.launcher.name={name}", *job,
+                                 f"hydra.sweep.dir={tmp_path / 'requeued'}"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 300
+        while not (tmp_path / "requeued" / "0" / ckpt.CHECKPOINT).exists():
+            assert time.time() < deadline and sweeping.poll() is None, "the job never wrote a checkpoint"
+            time.sleep(0.2)
+        job_id = subprocess.run(["squeue", "-h", "-n", name, "-o", "%i"], capture_output=True, text=True,
+                                timeout=30).stdout.split()[0]
+        subprocess.run(["scontrol", "requeue", job_id], check=True, timeout=30)
+        while "PENDING" not in subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True,
+                                              text=True, timeout=30).stdout:
+            assert time.time() < deadline, "the job never went back to the queue"
+            time.sleep(0.5)
+        # Slurm holds a requeued job back for a while (its begin time); let it start at once
+        subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=True, timeout=30)
+        out, err = sweeping.communicate(timeout=600)
+    finally:
+        sweeping.kill()
+    assert sweeping.returncode == 0, err
+    assert "requeued" in out and "1 done, 0 failed, 1 requeued" in out, out
+    log = (tmp_path / "requeued" / "0" / "train.log").read_text()
+    assert "resuming from epoch" in log, log
+    straight = subprocess.run([aerun_exe, "-m", *SLURM_JOB, *job, f"hydra.sweep.dir={tmp_path / 'straight'}"],
+                              capture_output=True, text=True, timeout=600)
+    assert straight.returncode == 0, straight.stderr
+    a, b = (ckpt.load(tmp_path / d / "0" / ckpt.CHECKPOINT) for d in ("requeued", "straight"))
+    assert a["epoch"] == b["epoch"] == 200
+    assert all(torch.equal(a["model"]["state"][k], b["model"]["state"][k]) for k in b["model"]["state"])
 
 
 @pytest.mark.slurm

@@ -11,7 +11,8 @@ import pytest
 
 from aerun.document import Document
 from aerun.errors import UserError
-from aerun.report import ASSIGNMENT, chosen_parts, compare, first_difference, trend
+from aerun.report import ASSIGNMENT, chosen_parts, compare, trend
+from aerun.schema import first_difference
 from aerun.stats import Spread
 
 TINY = 'train_overrides=["dataset=synthetic","epochs=1","batch_size=64"]'

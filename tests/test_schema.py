@@ -15,7 +15,7 @@ from aerun import checkpoint as ckpt
 from aerun.evaluate import evaluate
 from aerun.models import families
 from aerun.plot import plot
-from aerun.report.plan import first_difference
+from aerun.schema import first_difference
 from aerun.schema import DEFAULTS, TrainConfig
 from aerun.train import train
 

@@ -24,13 +24,13 @@ from aerun.errors import UserError
 from aerun.report.claims import Later, compare, trend
 from aerun.report.jobs import train_all
 from aerun.report.measure import Context
-from aerun.report.plan import (ASSIGNMENT, BEYOND, PARTS, Part, chosen_parts, first_difference, plan_sweep,
+from aerun.report.plan import (ASSIGNMENT, BEYOND, PARTS, Part, chosen_parts, plan_sweep,
                                report_seeds)
 from aerun.report.sections import SECTIONS
 from aerun.stats import RULE
 from aerun.train import resolve_device
 
-__all__ = ["ASSIGNMENT", "BEYOND", "PARTS", "chosen_parts", "compare", "first_difference", "report", "trend"]
+__all__ = ["ASSIGNMENT", "BEYOND", "PARTS", "chosen_parts", "compare", "report", "trend"]
 
 
 def tests_text(ctx: Context, parts: list[Part]) -> str:

@@ -17,6 +17,7 @@ from aerun import checkpoint as ckpt
 from aerun.compose import compose_config, group_options, one_line, sweep_combinations
 from aerun.errors import UserError
 from aerun.models import family
+from aerun.schema import changed_key
 from aerun.validate import check_train
 
 
@@ -177,26 +178,6 @@ def plan_sweep(sweep: Sweep, extra: Sequence[str], runs_dir: Path, seeds: list[i
     return settings
 
 
-# Keys a job may change between report runs without being retrained: where data lives, where it runs,
-# what it logs besides its CSVs, and how long it trains (more epochs resume the run). A key newer than a
-# checkpoint is not a change: the checkpoint's config is completed with its default (aerun.schema).
-REUSABLE_CHANGES = ("paths", "device", "epochs", "logger")
-
-
-def first_difference(stored: Any, wanted: Any, prefix: str = "") -> str | None:
-    if isinstance(stored, dict) and isinstance(wanted, dict):
-        for key in sorted(set(stored) | set(wanted)):
-            if not prefix and key in REUSABLE_CHANGES:
-                continue
-            if key not in stored or key not in wanted:
-                return prefix + key
-            found = first_difference(stored[key], wanted[key], f"{prefix}{key}.")
-            if found:
-                return found
-        return None
-    return None if stored == wanted else prefix.rstrip(".")
-
-
 def trained_epochs(job: Job) -> int | None:
     """The epochs a job's newest intact checkpoint holds (None: no checkpoint; a damaged latest one counts as
     the previous one, so the job is resumed from it); a checkpoint of another config is refused."""
@@ -204,11 +185,7 @@ def trained_epochs(job: Job) -> int | None:
     if found is None:
         return None
     state = found[0]
-    wanted = OmegaConf.to_container(job.cfg, resolve=True)
-    stored = state["config"]
-    if wanted["noise"]["name"] == "none" == stored["noise"]["name"]:  # no noise drawn: its seed changes nothing
-        stored, wanted = {**stored, "noise_seed": None}, {**wanted, "noise_seed": None}
-    key = first_difference(stored, wanted)
+    key = changed_key(state["config"], OmegaConf.to_container(job.cfg, resolve=True))
     if key is not None:
         raise UserError(f"{job.run_dir} holds a run whose {key} differs from this report's; "
                         f"delete that folder to retrain it, or write the report elsewhere with dir=...")

@@ -10,18 +10,21 @@ Hydra only instantiates launchers from the hydra_plugins package, hence this mod
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 from unittest import mock
 
 from hydra.core.utils import JobReturn, filter_overrides
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import LocalLauncher, SlurmLauncher
 
 RUNNING = {"RUNNING", "COMPLETING", "CONFIGURING"}
-FAILED = {"FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "DEADLINE",
-          "INTERRUPTED"}
+FAILED = {"FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE", "INTERRUPTED"}
+# A job Slurm puts back in the queue (preempted, `scontrol requeue`, a node that failed, submitit's requeue
+# before the time limit) runs again from its last checkpoint (aerun.cli.train_command): it is not failed.
+REQUEUED = {"REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD", "PREEMPTED"}
 POLL_S = 2.0
 
 
@@ -35,6 +38,8 @@ class JobsFailed(RuntimeError):
 
 def category(state: str) -> str:
     state = state.upper().split()[0] if state else "UNKNOWN"  # "CANCELLED by 0" -> CANCELLED
+    if state in REQUEUED:
+        return "requeued"
     if state in FAILED:
         return "failed"
     if state in RUNNING:
@@ -51,18 +56,44 @@ def labels(overrides: Sequence[Sequence[str]]) -> list[str]:
     return [" ".join(o for o in job if o not in common) or " ".join(job) or "no overrides" for job in jobs]
 
 
-def watch(jobs: Sequence[Any], overrides: Sequence[Sequence[str]], name: str, out=sys.stdout) -> None:
-    """Wait for every job; print the counts when they change; raise JobsFailed for those that failed."""
-    last = None
+def slurm_requeued(job_ids: Sequence[str]) -> set[str]:
+    """The jobs that Slurm's accounting shows ran more than once: each requeue leaves a record of its own
+    (`sacct --duplicates`), which a state polled now and then can miss when the job is quickly back."""
+    bases = sorted({job_id.split("_")[0] for job_id in job_ids})
+    try:
+        listed = subprocess.run(["sacct", "-X", "-n", "-P", "--duplicates", "-o", "JobID,State", "-j", ",".join(bases)],
+                                capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return set()
+    records = [line.split("|")[0] for line in listed.splitlines() if "|" in line]
+    return {job_id for job_id in job_ids if records.count(job_id) > 1}
+
+
+def watch(jobs: Sequence[Any], overrides: Sequence[Sequence[str]], name: str, out=sys.stdout,
+          requeues: Callable[[Sequence[str]], set[str]] | None = None) -> None:
+    """Wait for every job; print the counts when they change; raise JobsFailed for those that failed.
+
+    A job that Slurm requeues is counted pending again, and among the requeued (those seen back in the
+    queue, or running again after it, or that `requeues` names), not failed: it goes on from its checkpoint
+    when it runs again."""
+    last, requeued, seen = None, set(), ["pending"] * len(jobs)
     while True:
         states = []
-        for job in jobs:
+        for i, job in enumerate(jobs):
             done = job.done()
             state = category(job.state)
-            if done and state != "failed":
+            if state == "requeued" or (seen[i] == "running" and state == "pending"):
+                requeued.add(i)
+                state = "pending"
+            if done and state not in ("failed", "pending"):
                 state = "done" if job.paths.result_pickle.exists() else "failed"
+            seen[i] = state
             states.append(state)
         counts = {c: states.count(c) for c in ("pending", "running", "done", "failed")}
+        if requeues is not None and counts != {c: n for c, n in (last or {}).items() if c != "requeued"}:
+            requeued |= {i for i, job in enumerate(jobs) if job.job_id in requeues([j.job_id for j in jobs])}
+        if requeued:
+            counts["requeued"] = len(requeued)
         if counts != last:
             print(f"[{name}] {len(jobs)} jobs: " + ", ".join(f"{n} {c}" for c, n in counts.items()), file=out,
                   flush=True)
@@ -89,6 +120,7 @@ class _Watched:
     """
 
     _EXECUTOR: str
+    _requeues: Callable[[Sequence[str]], set[str]] | None = None
     exit_on_failure = True
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
@@ -98,7 +130,7 @@ class _Watched:
 
         def submit_and_watch(executor: Any, fn: Any, *iterables: Any) -> list[Any]:
             jobs = submit(executor, fn, *iterables)
-            watch(jobs, job_overrides, self._EXECUTOR)
+            watch(jobs, job_overrides, self._EXECUTOR, requeues=self._requeues)
             return jobs
 
         try:
@@ -111,13 +143,13 @@ class _Watched:
             for line in failed.lines:
                 print(f"aerun: error: {line}", file=sys.stderr)
             print(f"aerun: error: {len(failed.lines)} of {len(job_overrides)} jobs did not finish; the finished "
-                  f"epochs of each are kept under {sweep}/<job>/; continue one with: aerun train resume={sweep}/<job>",
-                  file=sys.stderr)
+                  f"epochs of each are kept under {sweep}/<job>/; run the same command again to continue the sweep "
+                  f"(with hydra.sweep.dir={sweep})", file=sys.stderr)
             sys.exit(1)
 
 
 class WatchedSlurmLauncher(_Watched, SlurmLauncher):
-    pass
+    _requeues = staticmethod(slurm_requeued)
 
 
 class WatchedLocalLauncher(_Watched, LocalLauncher):

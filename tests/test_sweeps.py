@@ -1,0 +1,143 @@
+"""A sweep run again over its folder continues: jobs kept by their overrides, resumed, extended, checked."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+
+import pytest
+import torch
+import yaml
+
+from aerun import checkpoint as ckpt
+from aerun.sweep import MANIFEST, check_same_sweep, identity
+from aerun.errors import UserError
+
+BASE = ["dataset=synthetic", "batch_size=64", "device=cpu"]
+
+
+def run(exe, *args, cwd):
+    return subprocess.run([exe, "-m", *BASE, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+def weights(folder):
+    state = ckpt.load(folder / ckpt.CHECKPOINT)
+    return state["epoch"], state["model"]["state"]
+
+
+def same_weights(a, b):
+    (epoch_a, state_a), (epoch_b, state_b) = weights(a), weights(b)
+    return epoch_a == epoch_b and state_a.keys() == state_b.keys() and all(
+        torch.equal(state_a[k], state_b[k]) for k in state_a)
+
+
+def hidden_of(folder):
+    return ckpt.load(folder / ckpt.CHECKPOINT)["model"]["code_dim"]
+
+
+def test_identity_keeps_what_makes_another_run():
+    job = ["model.hidden=8", "epochs=3", "device=cpu", "paths.data_dir=/d", "hydra.sweep.dir=/s", "seed=1"]
+    assert identity(job) == ("model.hidden=8", "seed=1")
+    assert identity(job, keep={"epochs"}) == ("epochs=3", "model.hidden=8", "seed=1")
+
+
+def test_another_sweep_is_named_by_its_key(tmp_path):
+    old = [["model.hidden=8", "optimizer.lr=0.01"], ["model.hidden=16", "optimizer.lr=0.01"]]
+    check_same_sweep(old, [["model.hidden=32", "optimizer.lr=0.01"]], tmp_path)  # a new value: a new job
+    check_same_sweep(old, [["model.hidden=8", "optimizer.lr=0.01"], ["model.hidden=8", "optimizer.lr=0.1"]],
+                     tmp_path)  # a key swept now that had one value: its old value keeps its jobs
+    with pytest.raises(UserError, match=r"^optimizer.lr=0.1 differs from the optimizer.lr=0.01"):
+        check_same_sweep(old, [["model.hidden=8", "optimizer.lr=0.1"]], tmp_path)
+    with pytest.raises(UserError, match=r"^sparsity was not set on the jobs"):
+        check_same_sweep(old, [["model.hidden=8", "optimizer.lr=0.01", "sparsity=1"]], tmp_path)
+
+
+def test_a_sweep_run_again_continues_and_ends_as_a_straight_one(aerun_exe, tmp_path):
+    sweep, straight = tmp_path / "sweep", tmp_path / "straight"
+    done = run(aerun_exe, "model=shallow", "model.hidden=8,16", "epochs=1", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "[sweep]" not in done.stdout  # a new folder: nothing to continue
+
+    # longer, with a value added, through the joblib launcher: two resumed, one new, each keeping its folder
+    done = run(aerun_exe, "model=shallow", "model.hidden=8,16,32", "epochs=2", "hydra/launcher=joblib",
+               f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert f"[sweep] continuing {sweep}: 3 jobs, 0 complete, 2 to resume, 1 new" in done.stdout
+    assert [hidden_of(sweep / j) for j in "012"] == [8, 16, 32]
+    jobs = yaml.safe_load((sweep / MANIFEST).read_text())["jobs"]
+    assert "model.hidden=32" in jobs["2"] and "epochs=2" in jobs["2"] and "model.hidden=8" in jobs["0"]
+
+    done = run(aerun_exe, "model=shallow", "model.hidden=8,16,32", "epochs=2", f"hydra.sweep.dir={straight}",
+               cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    for job in "012":
+        assert same_weights(sweep / job, straight / job), job
+
+    # again, in another order, through submitit's executor: nothing trains or is rewritten, each job keeps its folder
+    before = {j: (sweep / j / ckpt.CHECKPOINT).stat().st_mtime_ns for j in "012"}
+    done = run(aerun_exe, "model=shallow", "model.hidden=32,8", "epochs=2", "hydra/launcher=submitit_local",
+               f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert f"[sweep] continuing {sweep}: 2 jobs, 2 complete, 0 to resume, 0 new" in done.stdout
+    assert {j: (sweep / j / ckpt.CHECKPOINT).stat().st_mtime_ns for j in "012"} == before
+    assert not (sweep / "3").exists()
+
+
+@pytest.mark.parametrize("change, named", [
+    (["optimizer.lr=0.05"], "optimizer.lr=0.05 differs from"),
+    (["sparsity=0.001"], "sparsity was not set on the jobs"),
+    (["epochs=1"], "is trained to epoch 2, more than epochs=1"),
+])
+def test_a_changed_sweep_is_refused_in_one_line(aerun_exe, tmp_path, change, named):
+    sweep = tmp_path / "sweep"
+    done = run(aerun_exe, "model=shallow", "model.hidden=8,16", "epochs=2", "optimizer.lr=0.01",
+               f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    before = sorted(p.name for p in sweep.iterdir())
+    kept = {"epochs": "epochs=2", "optimizer.lr": "optimizer.lr=0.01"}
+    for item in change:
+        kept[item.split("=")[0]] = item
+    args = ["model=shallow", "model.hidden=8,16", *kept.values()]
+    done = run(aerun_exe, *args, f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    message = done.stderr.strip()
+    assert message.startswith("aerun: error: ") and "\n" not in message and named in message
+    assert sorted(p.name for p in sweep.iterdir()) == before
+
+
+def test_a_preset_changed_under_a_sweep_is_named(aerun_exe, tmp_path):
+    sweep = tmp_path / "sweep"
+    presets = tmp_path / "presets" / "model"
+    presets.mkdir(parents=True)
+    preset = {"name": "mine", "builder": "mlp", "hidden": 8, "code": 8, "encoder": [], "decoder": [],
+              "activation": "relu", "code_activation": "relu", "output_activation": "sigmoid"}
+    (presets / "mine.yaml").write_text(yaml.safe_dump(preset))
+    searchpath = f"hydra.searchpath=[file://{tmp_path / 'presets'}]"
+    done = run(aerun_exe, "model=mine", "seed=0,1", "epochs=1", searchpath, f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    (presets / "mine.yaml").write_text(yaml.safe_dump({**preset, "code_activation": "sigmoid"}))
+    done = run(aerun_exe, "model=mine", "seed=0,1", "epochs=1", searchpath, f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert done.returncode == 2 and "holds a run whose model.code_activation differs" in done.stderr, done.stderr
+
+
+def test_a_sweep_stopped_midway_finishes_as_one_that_never_stopped(aerun_exe, tmp_path):
+    sweep, straight = tmp_path / "sweep", tmp_path / "straight"
+    args = ["model=shallow", "model.hidden=8,16", "epochs=3", "dataset.n_train=2048"]
+    process = subprocess.Popen([aerun_exe, "-m", *BASE, *args, f"hydra.sweep.dir={sweep}"], cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not (sweep / "0" / ckpt.CHECKPOINT).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)  # as Slurm or a closed terminal would stop it
+    process.communicate(timeout=120)
+    assert process.returncode != 0 and not (sweep / "1" / ckpt.CHECKPOINT).exists()
+
+    done = run(aerun_exe, *args, f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    line = next(line for line in done.stdout.splitlines() if line.startswith("[sweep]"))
+    assert line.endswith(("0 complete, 1 to resume, 1 new", "1 complete, 0 to resume, 1 new")), line
+    done = run(aerun_exe, *args, f"hydra.sweep.dir={straight}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    for job in "01":
+        assert same_weights(sweep / job, straight / job), job

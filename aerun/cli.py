@@ -31,7 +31,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from aerun import failures
+from aerun import failures, search
 from aerun.compose import CONF_DIR, compose_config, group_options, one_line, searchpath_overrides, sweep_combinations
 from aerun.errors import UserError
 from aerun.failures import EXIT_FAILED
@@ -68,12 +68,13 @@ def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _train_until_interrupted(cfg: DictConfig, run_dir: Path, resume: bool) -> dict:
+def _train_until_interrupted(cfg: DictConfig, run_dir: Path, resume: bool,
+                             after_epoch: Callable[[int, float], bool] | None = None) -> dict:
     from aerun.train import train
 
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # SIGTERM ends a run like Ctrl-C
     try:
-        summary = train(cfg, run_dir, resume=resume)
+        summary = train(cfg, run_dir, resume=resume, after_epoch=after_epoch)
     except KeyboardInterrupt:
         print(f"\naerun: interrupted; the last finished epoch is kept in {run_dir}; "
               f"continue with: aerun train resume={run_dir}", file=sys.stderr)
@@ -90,7 +91,20 @@ def train_command(cfg: DictConfig) -> dict:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     resume = hydra_cfg.mode == RunMode.MULTIRUN and ckpt.latest_intact(run_dir) is not None
+    if search.searching(hydra_cfg):
+        return search_trial(cfg, hydra_cfg, run_dir, resume)
     return _train_until_interrupted(cfg, run_dir, resume=resume)
+
+
+def search_trial(cfg: DictConfig, hydra_cfg: DictConfig, run_dir: Path, resume: bool) -> dict:
+    """A trial of `hydra/sweeper=optuna`: its result for the sweeper, a failure included (the search goes on)."""
+    search.check(cfg)
+    try:
+        summary = _train_until_interrupted(cfg, run_dir, resume, after_epoch=search.pruning(cfg, hydra_cfg))
+    except UserError as exc:  # a loss that became non-finite, say: this trial failed, not the search
+        log.error("aerun: error: %s", exc)
+        return {"failed": str(exc)}
+    return search.result(summary, run_dir, cfg.search.metric)
 
 
 def resume_command(cfg: DictConfig) -> dict:
@@ -243,6 +257,9 @@ def preflight(config_name: str, args: list[str]) -> None:
     overrides = [a for a in args if not a.startswith("-")]
     multirun = len(overrides) < len(args)
     _refuse_existing_run(overrides)
+    if multirun and config_name == "train" and search.OPTUNA in overrides:
+        preflight_search(overrides)
+        return
     combos, configs, checked_all = [], [], True
     for i, combo in enumerate(sweep_combinations(overrides, multirun=multirun)):
         if i == MAX_PREFLIGHT_JOBS:
@@ -258,6 +275,41 @@ def preflight(config_name: str, args: list[str]) -> None:
         configs.append(cfg)
     if multirun and config_name == "train" and combos:
         continue_sweep(combos, configs, checked_all)
+
+
+def preflight_search(overrides: list[str]) -> None:
+    """A search's command line, checked as its first trial could be (each search override at its first choice
+    or its interval's start): the keys, their types, the validation split, the metric."""
+    from importlib.util import find_spec
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSweep
+
+    if find_spec("optuna") is None or find_spec("hydra_plugins.hydra_optuna_sweeper") is None:
+        raise UserError("hydra/sweeper=optuna needs Optuna and Hydra's Optuna sweeper: "
+                        "pip install -e '.[search]' (make setup installs them)")
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except Exception as exc:
+        raise UserError(f"cannot read the command line: {one_line(exc)}") from None
+    first = []
+    for override in parsed:
+        value = override.value()
+        if isinstance(value, ChoiceSweep):
+            value = value.list[0]
+        elif isinstance(value, (IntervalSweep, RangeSweep)):
+            value = value.start
+        else:
+            first.append(override.input_line)
+            continue
+        first.append(f"{override.get_key_element()}={value}")
+    GlobalHydra.instance().clear()
+    try:
+        cfg = compose_config("train", first, return_hydra_config=True)
+    except Exception as exc:
+        raise UserError(one_line(exc)) from None
+    check_composed("train", cfg, "hydra.sweep.dir")
+    search.check(cfg)
 
 
 def continue_sweep(combos: list[list[str]], configs: list[DictConfig], checked_all: bool) -> None:
@@ -288,8 +340,8 @@ def check_composed(config_name: str, cfg: DictConfig, output_key: str) -> None:
         validate.data_folder(cfg)
 
 
-def register_launchers() -> None:
-    """Make aerun's watched launchers known to Hydra.
+def register_plugins(searching: bool = False) -> None:
+    """Make aerun's watched launchers, and for a search its sweeper (importing Optuna takes seconds), known to Hydra.
 
     Hydra finds plugins by scanning the hydra_plugins package's folders, which an editable
     install (`pip install -e .`, as the Makefile does) does not expose; registering them is
@@ -300,6 +352,10 @@ def register_launchers() -> None:
 
     for launcher in (WatchedLocalLauncher, WatchedSlurmLauncher):
         Plugins.instance().register(launcher)
+    if searching:  # the preflight has checked that the search extra is installed
+        from hydra_plugins.aerun_search.search import SearchSweeper
+
+        Plugins.instance().register(SearchSweeper)
 
 
 def main() -> None:
@@ -307,12 +363,15 @@ def main() -> None:
     command = args.pop(0) if args and args[0] in TYPED else "train"
     if command == "train" and any(a.startswith("resume=") for a in args):
         command = "resume"
+    searching = command == "train" and search.OPTUNA in args and ("-m" in args or "--multirun" in args)
+    if searching:
+        args = search.with_defaults(args)
     # Hydra's own failures (creating the run folder, say) reach the handler below instead of
     # being printed by Hydra as a stack trace.
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         preflight(command, args)
-        register_launchers()
+        register_plugins(searching)
         sys.argv = [sys.argv[0], *args]  # Hydra reads its overrides from sys.argv
         task = failures_as_one_line(COMMANDS[command])
         hydra.main(config_path=str(CONF_DIR), config_name=command, version_base="1.3")(task)()

@@ -13,7 +13,7 @@ family's own arguments are its constructor's (aerun.models), checked when it is 
 from __future__ import annotations
 
 from dataclasses import MISSING as NO_DEFAULT
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Mapping, Optional
 
 from hydra.core.config_store import ConfigStore
@@ -36,6 +36,14 @@ class DatasetConfig:
 
 
 @dataclass
+class SearchConfig:
+    """What `aerun -m hydra/sweeper=optuna` minimises (aerun.search)."""
+
+    metric: str = "val_loss"  # a column of loss_epoch.csv, its last epoch: val_loss, or a train_ one; never test
+    pruner: str = "median"    # median: stop a trial whose val_loss is worse than earlier trials' median there | none
+
+
+@dataclass
 class TrainConfig:
     epochs: int = 10            # the assignment's 10 (5 for its sparse, denoising and conv AEs, set by their presets)
     batch_size: int = 256
@@ -48,6 +56,7 @@ class TrainConfig:
     lr_schedule: str = "constant"  # constant | cosine (half a cosine from optimizer.lr towards 0, set per epoch)
     augment_shift: int = 0      # pixels: each training image moved at random by up to this many (0: off; 0-4)
     logger: str = "csv"         # csv (the histories eval/plot/report read) | tensorboard (event files beside them too)
+    search: SearchConfig = field(default_factory=SearchConfig)
     paths: Any = MISSING
     dataset: DatasetConfig = MISSING
     optimizer: Any = MISSING
@@ -75,10 +84,10 @@ def register() -> None:
 
 
 # Keys a run may change and still be the same run: where data lives, where it runs, what it logs besides its
-# CSVs, and how long it trains (more epochs resume it). A key newer than a checkpoint is not a change: the
+# CSVs, how long it trains (more epochs resume it), and what a search reads of it. A key newer than a checkpoint is not a change: the
 # checkpoint's config is completed with its default (`complete`). The report's jobs and a continued sweep's
 # jobs are reused or resumed on this rule.
-REUSABLE_CHANGES = ("paths", "device", "epochs", "logger")
+REUSABLE_CHANGES = ("paths", "device", "epochs", "logger", "search")
 
 
 def first_difference(stored: Any, wanted: Any, prefix: str = "") -> str | None:

@@ -23,7 +23,7 @@ import yaml
 
 MANIFEST = "jobs.yaml"
 OVERRIDES = Path(".hydra") / "overrides.yaml"
-SAME_RUN_KEYS = ("epochs", "device", "logger")  # with paths.*: changing them continues a job (aerun.schema)
+SAME_RUN_KEYS = ("epochs", "device", "logger")  # with paths.*, search.*: changing them continues a job
 
 
 def override_key(override: str) -> str:
@@ -45,7 +45,7 @@ def identity(overrides: Iterable[str], keep: Iterable[str] = ()) -> tuple[str, .
     keep = set(keep)
 
     def same_run(key: str) -> bool:
-        return key not in keep and (key in SAME_RUN_KEYS or key.split(".")[0] == "paths")
+        return key not in keep and (key in SAME_RUN_KEYS or key.split(".")[0] in ("paths", "search"))
     return tuple(o for o in job_key(overrides) if not same_run(override_key(o)))
 
 

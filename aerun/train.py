@@ -15,7 +15,7 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -348,21 +348,25 @@ def health_warning(cfg: DictConfig, model: Autoencoder, test_images: torch.Tenso
     return None
 
 
-def train(cfg: DictConfig, run_dir: Path, *, resume: bool = False) -> dict[str, Any]:
+def train(cfg: DictConfig, run_dir: Path, *, resume: bool = False,
+          after_epoch: Callable[[int, float], bool] | None = None) -> dict[str, Any]:
     """Train (or fit) the model `cfg` describes; write history and checkpoint into `run_dir`.
 
     With `resume`, continue from the run's checkpoint up to `cfg.epochs`: the same
-    weights, optimiser state and data order as if it had never stopped.
+    weights, optimiser state and data order as if it had never stopped. `after_epoch(epoch,
+    val_loss)` is told each saved epoch's validation loss and stops training by returning True
+    (a search's pruner); the summary then has `pruned_at`.
     """
     cfg = schema.complete(cfg)
     check_train(cfg)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     with runlock.hold(run_dir):
-        return _train(cfg, run_dir, resume)
+        return _train(cfg, run_dir, resume, after_epoch)
 
 
-def _train(cfg: DictConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
+def _train(cfg: DictConfig, run_dir: Path, resume: bool,
+           after_epoch: Callable[[int, float], bool] | None = None) -> dict[str, Any]:
     path = run_dir / ckpt.CHECKPOINT
     found = ckpt.latest_intact(run_dir) if resume else None
     if resume and found is None:
@@ -462,6 +466,11 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
         log.info("epoch %d/%d  train %s %.5f  %stest MSE %.5f  %.1f s", epoch, cfg.epochs,
                  model.reconstruction_name, record[:, 0].mean().item(),
                  "" if validation is None else f"val MSE {validation:.5f}  ", test_loss, seconds)
+        if after_epoch is not None and validation is not None and after_epoch(epoch, validation) and epoch < cfg.epochs:
+            log.info("pruned at epoch %d: its validation MSE is worse than earlier trials' at this epoch", epoch)
+            if events:
+                events.close()
+            return {"run_dir": str(run_dir), "epochs": epoch, "test_loss": test_loss, "pruned_at": epoch}
     if events:
         events.close()
     warning = health_warning(cfg, model, test_set.images, history, train_set.images.mean(0))

@@ -1,0 +1,84 @@
+"""A trial of `aerun -m hydra/sweeper=optuna`, from inside its job.
+
+The sweeper (hydra_plugins/aerun_search) asks Optuna for parameters and launches one training job
+per trial, numbered by the trial. The job trains as any run does, on the training split without
+its validation images, and
+- after each epoch reports its validation loss to the trial (through the study's SQLite file),
+  stopping when the pruner says the trial is hopeless;
+- returns {"metric", "value"} (the last epoch's `search.metric` from loss_epoch.csv),
+  {"pruned_at": epoch} or {"failed": why}: the sweeper tells Optuna which.
+A search is tuned on the validation split only: without `dataset.val_size` it is refused.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any, Callable
+
+from omegaconf import DictConfig
+
+from aerun.errors import UserError
+
+SWEEPER = "hydra_plugins.aerun_search.search.SearchSweeper"
+OPTUNA = "hydra/sweeper=optuna"
+# What `hydra/sweeper=optuna` means to aerun, unless the command line says otherwise: aerun's sweeper, the
+# study in the sweep folder (so the same command continues it), one trial at a time.
+DEFAULTS = {
+    "hydra.sweeper._target_": SWEEPER,
+    "hydra.sweeper.storage": "'sqlite:///${hydra.sweep.dir}/study.db'",
+    "hydra.sweeper.study_name": "aerun",
+    "hydra.sweeper.n_jobs": "1",
+}
+PRUNERS = ("median", "none")
+NO_TEST = "test_loss"  # never an objective: tuning on the test split makes its error optimistic
+
+
+def with_defaults(overrides: list[str]) -> list[str]:
+    """A search's command line with aerun's DEFAULTS for the keys it does not set."""
+    given = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
+    return [*overrides, *(f"{key}={value}" for key, value in DEFAULTS.items() if key not in given)]
+
+
+def searching(hydra_cfg: Any) -> bool:
+    """Whether this job is a trial of aerun's Optuna search."""
+    return str(hydra_cfg.sweeper.get("_target_", "")) == SWEEPER
+
+
+def check(cfg: DictConfig) -> None:
+    """What a search needs of each trial's config: a validation split, and a metric it logs."""
+    if not cfg.dataset.val_size:
+        raise UserError("a search is tuned on a validation split, never on the test split: add dataset.val_size=N "
+                        "(for MNIST, 10000 holds out a sixth of the training images)")
+    if cfg.search.metric == NO_TEST or not (cfg.search.metric == "val_loss" or cfg.search.metric.startswith("train_")):
+        raise UserError(f"search.metric={cfg.search.metric} is not allowed; it must be val_loss or a train_ column "
+                        "of loss_epoch.csv (a search never reads the test split)")
+    if cfg.search.pruner not in PRUNERS:
+        raise UserError(f"search.pruner={cfg.search.pruner} is not allowed; allowed: {', '.join(PRUNERS)}")
+
+
+def pruning(cfg: DictConfig, hydra_cfg: Any) -> Callable[[int, float], bool]:
+    """Report an epoch's validation loss to this job's trial; True when the trial should stop."""
+    from hydra_plugins.aerun_search.search import make_pruner, optuna
+
+    sweeper = hydra_cfg.sweeper
+    study = optuna.load_study(study_name=sweeper.study_name, storage=sweeper.storage,
+                              pruner=make_pruner(cfg.search.pruner))
+    trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, int(hydra_cfg.job.num))
+    trial = optuna.trial.Trial(study, trial_id)
+
+    def report(epoch: int, value: float) -> bool:
+        trial.report(value, epoch)
+        return trial.should_prune()
+    return report
+
+
+def result(summary: dict[str, Any], run_dir: Path, metric: str) -> dict[str, Any]:
+    """What the job returns to the sweeper."""
+    if summary.get("pruned_at") is not None:
+        return {"pruned_at": summary["pruned_at"]}
+    with open(Path(run_dir) / "loss_epoch.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or metric not in rows[-1]:
+        return {"failed": f"{run_dir}/loss_epoch.csv has no {metric} column"}
+    return {"metric": metric, "value": float(rows[-1][metric])}

@@ -1,0 +1,99 @@
+"""`aerun -m hydra/sweeper=optuna`: a search on the validation split that continues to its total and prunes."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from types import SimpleNamespace
+
+import pytest
+from hydra.core.utils import JobStatus
+
+from aerun import checkpoint as ckpt
+from aerun.train import train
+from hydra_plugins.aerun_search.search import INTERRUPTED, SearchSweeperImpl, optuna
+from optuna.trial import TrialState
+
+from conftest import SMOKE
+
+SEARCH = ["-m", "hydra/sweeper=optuna", "hydra.sweeper.sampler.seed=0", "dataset=synthetic", "batch_size=64",
+          "device=cpu", "model=shallow", "search.pruner=none", "optimizer.lr=interval(1e-3,1e-2)",
+          "model.hidden=choice(8,16)"]
+
+
+def search(exe, *args, cwd):
+    return subprocess.run([exe, *SEARCH, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+def study(sweep):
+    return optuna.load_study(study_name="aerun", storage=f"sqlite:///{sweep}/study.db")
+
+
+def test_a_search_continues_to_its_total_and_reruns_the_trial_it_stopped_in(aerun_exe, tmp_path):
+    sweep = tmp_path / "search"
+    args = ["dataset.val_size=256", "epochs=2", f"hydra.sweep.dir={sweep}"]
+    done = search(aerun_exe, "hydra.sweeper.n_trials=2", *args, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "[search] study aerun in " in done.stdout and "0 of 2 trials done, 2 to go" in done.stdout
+    assert [t.state for t in study(sweep).trials] == [TrialState.COMPLETE] * 2
+
+    # stopped while its third trial trains (a slower one: more epochs on more images)
+    slow = ["dataset.val_size=256", "dataset.n_train=4096", "epochs=50", f"hydra.sweep.dir={sweep}"]
+    process = subprocess.Popen([aerun_exe, *SEARCH, "hydra.sweeper.n_trials=4", *slow], cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not (sweep / "2" / ckpt.CHECKPOINT).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=120)
+    assert process.returncode != 0
+    assert study(sweep).trials[2].state == TrialState.RUNNING
+
+    # again, shorter: the running trial is failed and rerun with its parameters; four finished in all
+    done = search(aerun_exe, "hydra.sweeper.n_trials=4", "dataset.n_train=4096", "epochs=2", *slow[:1],
+                  f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "2 of 4 trials done, 1 interrupted to rerun, 2 to go" in done.stdout
+    trials = study(sweep).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2 + [TrialState.FAIL] + [TrialState.COMPLETE] * 2
+    assert trials[2].user_attrs[INTERRUPTED] and trials[3].params == trials[2].params
+    assert (sweep / "4" / ckpt.CHECKPOINT).is_file() and (sweep / "optimization_results.yaml").is_file()
+    assert "[search] best: trial " in done.stdout
+
+    done = search(aerun_exe, "hydra.sweeper.n_trials=4", *args, cwd=tmp_path)  # its total reached: nothing to do
+    assert done.returncode == 0 and "4 of 4 trials done, 0 to go" in done.stdout, done.stderr
+    assert len(study(sweep).trials) == 5
+
+
+@pytest.mark.parametrize("args, named", [
+    (["epochs=1"], "a search is tuned on a validation split, never on the test split"),
+    (["epochs=1", "dataset.val_size=64", "search.metric=test_loss"], "search.metric=test_loss is not allowed"),
+    (["epochs=1", "dataset.val_size=64", "model.hiden=choice(8,16)"], "model.hiden is not a config key"),
+])
+def test_a_search_that_would_read_the_test_split_or_cannot_run_is_one_line(aerun_exe, tmp_path, args, named):
+    done = search(aerun_exe, *args, f"hydra.sweep.dir={tmp_path / 'search'}", cwd=tmp_path)
+    message = done.stderr.strip()
+    assert done.returncode == 2 and message.startswith("aerun: error: ") and "\n" not in message, done.stderr
+    assert named in message
+    assert not (tmp_path / "search").exists()
+
+
+def test_a_pruned_trial_stops_after_the_epoch_it_is_pruned_at(make_cfg, tmp_path):
+    cfg = make_cfg("train", [*SMOKE, "epochs=3", "model=shallow", "dataset.val_size=256"])
+    told = []
+    summary = train(cfg, tmp_path, after_epoch=lambda epoch, value: told.append((epoch, value)) or epoch == 1)
+    assert summary["pruned_at"] == 1 and ckpt.load(tmp_path / ckpt.CHECKPOINT)["epoch"] == 1
+    assert len(told) == 1 and told[0][1] > 0
+
+
+def test_the_sweeper_tells_optuna_what_each_trial_returned():
+    studied = optuna.create_study()
+    sweeper = SearchSweeperImpl(None, "minimize", None, None, 3, 1, None, None, None)
+    outcomes = [{"metric": "val_loss", "value": 0.5}, {"pruned_at": 2}, {"failed": "the loss became non-finite"}]
+    for outcome in outcomes:
+        trial = studied.ask()
+        trial.report(0.9, 1)
+        sweeper._tell(studied, trial, SimpleNamespace(status=JobStatus.COMPLETED, return_value=outcome))
+    assert [t.state for t in studied.trials] == [TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL]
+    assert studied.best_value == 0.5

@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup data demo test bench clean slurm-up slurm-down gpu-bundle gpu-check
+.PHONY: setup data demo test bench clean slurm-up slurm-down gpu-bundle gpu-check browser
 
 setup: $(STAMP)
 
@@ -56,6 +56,13 @@ gpu-check:
 # `aerun -m hydra/launcher=slurm` and `aerun report hydra/launcher=slurm` on this machine. CI starts it.
 slurm-up:
 	bash scripts/slurm-local.sh up
+
+# Headless chromium (root; Debian's package), for the test that renders a sweep's page. CI installs it.
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null \
+	  || { echo "make browser: install chromium (as root: apt-get install chromium)"; exit 1; }; \
+	  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@echo "browser: $$(command -v chromium)"
 
 slurm-down:
 	bash scripts/slurm-local.sh down

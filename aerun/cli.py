@@ -142,10 +142,21 @@ def eval_command(cfg: DictConfig) -> None:
     if not isinstance(cfg.iw_samples, int) or isinstance(cfg.iw_samples, bool) or cfg.iw_samples < 0:
         raise UserError(f"iw_samples={cfg.iw_samples!r} is not allowed; it must be a whole number of samples "
                         "(0: no importance-weighted bound)")
-    evaluate(path, cfg.paths.data_dir, resolve_device(cfg.device), noise, cfg.noise_seed, cfg.iw_samples)
+    control = cfg.compare.control
+    if control is not None and (len(runs) == 1 or not str(control).strip()):
+        raise UserError("compare.control names the setting of a sweep that every other one is compared with "
+                        "(compare.control=\"model.hidden=64\"); give it with run=SWEEP")
+    if control is not None:  # checked before the evaluation, which takes a while
+        from aerun.evaluate import job_labels, without_seed
+        from aerun.sweep_page import control_index
+
+        control_index(list(dict.fromkeys(without_seed(label) for label in job_labels(runs))), str(control))
+    evaluate(path, cfg.paths.data_dir, resolve_device(cfg.device), noise, cfg.noise_seed, cfg.iw_samples,
+             None if control is None else str(control))
     summary = (path if len(runs) > 1 else runs[0]) / f"{eval_name(noise)}.md"
     print(summary.read_text())
-    print(f"written: {summary} and eval.json beside it")
+    print(f"written: {summary} and eval.json beside it"
+          + (f"; the sweep's page: {path / 'index.html'}" if len(runs) > 1 and noise[0] == "none" else ""))
 
 
 def plot_command(cfg: DictConfig) -> None:

@@ -249,9 +249,10 @@ def evaluate_run(
 
 def evaluate(
     path: Path, data_dir: Path | str, device: torch.device | str,
-    noise: tuple[str, float] = ("none", 0.0), noise_seed: int = 0, iw_samples: int = 0,
+    noise: tuple[str, float] = ("none", 0.0), noise_seed: int = 0, iw_samples: int = 0, control: str | None = None,
 ) -> dict[str, Any]:
-    """Evaluate a run, or every job of a sweep; write eval.json and eval.md beside each.
+    """Evaluate a run, or every job of a sweep; write eval.json and eval.md beside each, and for a sweep its
+    page, index.html and index.md (aerun.sweep_page), comparing every setting with `control` if named.
 
     With a noise the files are named after it (eval-gaussian-0.5.json, ...), so a
     clean evaluation is never overwritten by a noisy one.
@@ -267,7 +268,12 @@ def evaluate(
         results.append(result)
     if not is_sweep(path, runs):
         return results[0]
-    return write_sweep(path, runs, results, name)
+    sweep = write_sweep(path, runs, results, name)
+    if name == "eval":  # the page reads the clean evaluation
+        from aerun.sweep_page import write_page
+
+        write_page(path, sweep, control)
+    return sweep
 
 
 def write_sweep(path: Path, runs: list[Path], results: list[dict[str, Any]], name: str = "eval") -> dict[str, Any]:

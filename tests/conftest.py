@@ -45,7 +45,7 @@ def straight_and_resumed(make_cfg, tmp_path):
     return run
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def aerun_exe() -> str:
     """The installed console script, next to this interpreter (the venv's) or on PATH."""
     beside = Path(sys.executable).parent / "aerun"

@@ -32,7 +32,8 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from aerun import failures, search
-from aerun.compose import CONF_DIR, compose_config, group_options, one_line, searchpath_overrides, sweep_combinations
+from aerun.compose import (CONF_DIR, compose_config, group_options, one_line, parse_overrides, searchpath_overrides,
+                           sweep_combinations)
 from aerun.errors import UserError
 from aerun.failures import EXIT_FAILED
 from aerun.models import family
@@ -293,18 +294,13 @@ def preflight_search(overrides: list[str]) -> None:
     or its interval's start): the keys, their types, the validation split, the metric."""
     from importlib.util import find_spec
 
-    from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSweep
 
     if find_spec("optuna") is None or find_spec("hydra_plugins.hydra_optuna_sweeper") is None:
         raise UserError("hydra/sweeper=optuna needs Optuna and Hydra's Optuna sweeper: "
                         "pip install -e '.[search]' (make setup installs them)")
-    try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
-    except Exception as exc:
-        raise UserError(f"cannot read the command line: {one_line(exc)}") from None
     first = []
-    for override in parsed:
+    for override in parse_overrides(overrides):
         value = override.value()
         if isinstance(value, ChoiceSweep):
             value = value.list[0]
@@ -374,9 +370,9 @@ def main() -> None:
     command = args.pop(0) if args and args[0] in TYPED else "train"
     if command == "train" and any(a.startswith("resume=") for a in args):
         command = "resume"
-    searching = command == "train" and search.OPTUNA in args and ("-m" in args or "--multirun" in args)
+    searching = command == "train" and search.chosen(args)
     if searching:
-        args = search.with_defaults(args)
+        args = search.with_defaults([*args, *([] if search.OPTUNA in args else [search.OPTUNA])])
     # Hydra's own failures (creating the run folder, say) reach the handler below instead of
     # being printed by Hydra as a stack trace.
     os.environ["HYDRA_FULL_ERROR"] = "1"

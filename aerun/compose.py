@@ -82,15 +82,19 @@ def one_line(exc: BaseException) -> str:
     return " ".join(lines[:2]) or type(exc).__name__
 
 
+def parse_overrides(overrides: list[str]) -> list:
+    """The command line's overrides as Hydra reads them; one line when it cannot."""
+    try:
+        return OverridesParser.create().parse_overrides(overrides)
+    except Exception as exc:
+        raise UserError(f"cannot read the command line: {one_line(exc)}") from None
+
+
 def sweep_combinations(overrides: list[str], multirun: bool) -> Iterator[list[str]]:
     """Every job a sweep would run, as plain overrides (sweep values expanded, in order); a group's choice is
     checked against its presets in conf/ and on the command line's `hydra.searchpath`."""
-    try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
-    except Exception as exc:
-        raise UserError(f"cannot read the command line: {one_line(exc)}") from None
     choices = []
-    for override in parsed:
+    for override in parse_overrides(overrides):
         key = override.get_key_element()
         if override.is_sweep_override():
             if not multirun:

@@ -34,6 +34,26 @@ PRUNERS = ("median", "none")
 NO_TEST = "test_loss"  # never an objective: tuning on the test split makes its error optimistic
 
 
+def chosen(args: list[str]) -> bool:
+    """Whether a command line (aerun's train, with -m) runs a search: `hydra/sweeper=optuna` on it, or an experiment
+    that selects that sweeper (conf/experiment/search_contractive.yaml)."""
+    if not ("-m" in args or "--multirun" in args):
+        return False
+    if OPTUNA in args:
+        return True
+    experiments = [a for a in args if a.split("=", 1)[0].lstrip("+~") == "experiment"]
+    if not experiments:
+        return False
+    from aerun.compose import compose_config, parse_overrides
+
+    plain = [o.input_line for o in parse_overrides(experiments) if not o.is_sweep_override()]
+    try:
+        cfg = compose_config("train", plain, return_hydra_config=True)
+    except Exception:  # the preflight names what is wrong with it
+        return False
+    return "optuna" in str(cfg.hydra.sweeper.get("_target_", ""))
+
+
 def with_defaults(overrides: list[str]) -> list[str]:
     """A search's command line with aerun's DEFAULTS for the keys it does not set."""
     given = {o.split("=", 1)[0].lstrip("+~") for o in overrides}

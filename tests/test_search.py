@@ -65,6 +65,16 @@ def test_a_search_continues_to_its_total_and_reruns_the_trial_it_stopped_in(aeru
     assert done.returncode == 0 and "4 of 4 trials done, 0 to go" in done.stdout, done.stderr
     assert len(study(sweep).trials) == 5
 
+    done = subprocess.run([aerun_exe, "eval", f"run={sweep}"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    page = (sweep / "index.md").read_text().split("## The search", 1)[1]
+    best = study(sweep).best_trial
+    assert f"Best trial: {best.number}, objective {best.value:.6g}" in page
+    assert "| 2 | fail | - |" in page and "| parameter | importance |" in page
+    shares = [float(line.split("|")[2]) for line in page.splitlines() if line.startswith(("| model.hidden |",
+                                                                                            "| optimizer.lr |"))]
+    assert len(shares) == 2 and abs(sum(shares) - 1) < 1e-3
+
 
 @pytest.mark.parametrize("args, named", [
     (["epochs=1"], "a search is tuned on a validation split, never on the test split"),

@@ -35,8 +35,10 @@ def _hydra_key(key: str) -> bool:
 
 
 def job_key(overrides: Iterable[str]) -> tuple[str, ...]:
-    """A job's overrides as its sweep's map records them: sorted, Hydra's own aside."""
-    return tuple(sorted(str(o) for o in overrides if not _hydra_key(override_key(str(o)))))
+    """A job's overrides as its sweep's map records them: the last of each key (the one Hydra applies), sorted,
+    Hydra's own aside."""
+    last = {override_key(str(o)): str(o) for o in overrides}
+    return tuple(sorted(o for key, o in last.items() if not _hydra_key(key)))
 
 
 def identity(overrides: Iterable[str], keep: Iterable[str] = ()) -> tuple[str, ...]:

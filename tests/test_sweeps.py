@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from aerun import checkpoint as ckpt
-from aerun.sweep import MANIFEST, check_same_sweep, identity
+from aerun.sweep import MANIFEST, check_same_sweep, identity, job_key
 from aerun.errors import UserError
 
 BASE = ["dataset=synthetic", "batch_size=64", "device=cpu"]
@@ -40,6 +40,7 @@ def test_identity_keeps_what_makes_another_run():
     job = ["model.hidden=8", "epochs=3", "device=cpu", "paths.data_dir=/d", "hydra.sweep.dir=/s", "seed=1"]
     assert identity(job) == ("model.hidden=8", "seed=1")
     assert identity(job, keep={"epochs"}) == ("epochs=3", "model.hidden=8", "seed=1")
+    assert job_key(["epochs=1", "model.hidden=8", "epochs=2", "hydra/launcher=joblib"]) == ("epochs=2", "model.hidden=8")
 
 
 def test_another_sweep_is_named_by_its_key(tmp_path):
@@ -74,9 +75,11 @@ def test_a_sweep_run_again_continues_and_ends_as_a_straight_one(aerun_exe, tmp_p
     for job in "012":
         assert same_weights(sweep / job, straight / job), job
 
-    # again, in another order: nothing trains or is rewritten, each job keeps its folder
+    # again, in another order, in submitit's processes (as on Slurm): nothing trains or is rewritten, each job
+    # keeps its folder
     before = {j: (sweep / j / ckpt.CHECKPOINT).stat().st_mtime_ns for j in "012"}
-    done = run(aerun_exe, "model=shallow", "model.hidden=32,8", "epochs=2", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    done = run(aerun_exe, "model=shallow", "model.hidden=32,8", "epochs=2", "hydra/launcher=submitit_local",
+               f"hydra.sweep.dir={sweep}", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert f"[sweep] continuing {sweep}: 2 jobs, 2 complete, 0 to resume, 0 new" in done.stdout
     assert {j: (sweep / j / ckpt.CHECKPOINT).stat().st_mtime_ns for j in "012"} == before

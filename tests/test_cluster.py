@@ -180,6 +180,9 @@ def test_a_requeued_job_goes_on_from_its_checkpoint_and_ends_as_a_straight_one(s
 
     name = f"aerun-requeue-{time.time_ns()}"
     job = ["model=shallow", "model.hidden=8", "dataset=synthetic", "dataset.n_train=2048", "epochs=200", "device=cpu"]
+    # the same job straight, at the same time (the local node has a CPU for each)
+    straight = subprocess.Popen([aerun_exe, "-m", *SLURM_JOB, *job, f"hydra.sweep.dir={tmp_path / 'straight'}"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     sweeping = subprocess.Popen([aerun_exe, "-m", *SLURM_JOB, f"hydra.launcher.name={name}", *job,
                                  f"hydra.sweep.dir={tmp_path / 'requeued'}"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -198,15 +201,15 @@ def test_a_requeued_job_goes_on_from_its_checkpoint_and_ends_as_a_straight_one(s
         # Slurm holds a requeued job back for a while (its begin time); let it start at once
         subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=True, timeout=30)
         out, err = sweeping.communicate(timeout=600)
+        _, straight_err = straight.communicate(timeout=600)
     finally:
         sweeping.kill()
+        straight.kill()
     assert sweeping.returncode == 0, err
     assert "requeued" in out and "1 done, 0 failed, 1 requeued" in out, out
     log = (tmp_path / "requeued" / "0" / "train.log").read_text()
     assert "resuming from epoch" in log, log
-    straight = subprocess.run([aerun_exe, "-m", *SLURM_JOB, *job, f"hydra.sweep.dir={tmp_path / 'straight'}"],
-                              capture_output=True, text=True, timeout=600)
-    assert straight.returncode == 0, straight.stderr
+    assert straight.returncode == 0, straight_err
     a, b = (ckpt.load(tmp_path / d / "0" / ckpt.CHECKPOINT) for d in ("requeued", "straight"))
     assert a["epoch"] == b["epoch"] == 200
     assert all(torch.equal(a["model"]["state"][k], b["model"]["state"][k]) for k in b["model"]["state"])

@@ -36,6 +36,11 @@ class DamagedCheckpoint(EnvironmentFailure):
     """A checkpoint that cannot be read, or whose content fails its checksum."""
 
 
+def saved(run_dir: Path) -> bool:
+    """Whether a run folder holds a checkpoint to resume from (the latest, or the one kept before it)."""
+    return (Path(run_dir) / CHECKPOINT).exists() or (Path(run_dir) / PREVIOUS).exists()
+
+
 def rng_state() -> dict[str, Any]:
     state: dict[str, Any] = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():

@@ -91,7 +91,7 @@ def train_command(cfg: DictConfig) -> dict:
 
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
-    resume = hydra_cfg.mode == RunMode.MULTIRUN and ckpt.latest_intact(run_dir) is not None
+    resume = hydra_cfg.mode == RunMode.MULTIRUN and ckpt.saved(run_dir)  # train() loads and checks it
     if search.searching(hydra_cfg):
         return search_trial(cfg, hydra_cfg, run_dir, resume)
     return _train_until_interrupted(cfg, run_dir, resume=resume)
@@ -372,7 +372,7 @@ def main() -> None:
         command = "resume"
     searching = command == "train" and search.chosen(args)
     if searching:
-        args = search.with_defaults([*args, *([] if search.OPTUNA in args else [search.OPTUNA])])
+        args = search.with_defaults(args)
     # Hydra's own failures (creating the run folder, say) reach the handler below instead of
     # being printed by Hydra as a stack trace.
     os.environ["HYDRA_FULL_ERROR"] = "1"

@@ -55,9 +55,11 @@ def chosen(args: list[str]) -> bool:
 
 
 def with_defaults(overrides: list[str]) -> list[str]:
-    """A search's command line with aerun's DEFAULTS for the keys it does not set."""
+    """A search's command line: the Optuna sweeper named (an experiment may have chosen it), and aerun's DEFAULTS
+    for the keys it does not set."""
     given = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
-    return [*overrides, *(f"{key}={value}" for key, value in DEFAULTS.items() if key not in given)]
+    named = [] if OPTUNA in overrides else [OPTUNA]
+    return [*overrides, *named, *(f"{key}={value}" for key, value in DEFAULTS.items() if key not in given)]
 
 
 def searching(hydra_cfg: Any) -> bool:

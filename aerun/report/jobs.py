@@ -53,7 +53,7 @@ def train_job(cfg: DictConfig) -> None:
     """A launcher's task: train (or resume) the report job whose directory is `cfg.report_job`."""
     run_dir = Path(cfg.report_job)
     job_cfg = OmegaConf.load(run_dir / JOB_CONFIG)
-    train(job_cfg, run_dir, resume=(run_dir / ckpt.CHECKPOINT).exists() or (run_dir / ckpt.PREVIOUS).exists())
+    train(job_cfg, run_dir, resume=ckpt.saved(run_dir))
 
 
 def launcher_target() -> str:

@@ -91,7 +91,8 @@ def watch(jobs: Sequence[Any], overrides: Sequence[Sequence[str]], name: str, ou
             states.append(state)
         counts = {c: states.count(c) for c in ("pending", "running", "done", "failed")}
         if requeues is not None and counts != {c: n for c, n in (last or {}).items() if c != "requeued"}:
-            requeued |= {i for i, job in enumerate(jobs) if job.job_id in requeues([j.job_id for j in jobs])}
+            again = requeues([job.job_id for job in jobs])  # one accounting query for all the jobs
+            requeued |= {i for i, job in enumerate(jobs) if job.job_id in again}
         if requeued:
             counts["requeued"] = len(requeued)
         if counts != last:

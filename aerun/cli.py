@@ -70,7 +70,7 @@ def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
 
 
 def _train_until_interrupted(cfg: DictConfig, run_dir: Path, resume: bool,
-                             after_epoch: Callable[[int, float], bool] | None = None) -> dict:
+                             after_epoch: Callable[[int, dict[str, float]], bool] | None = None) -> dict:
     from aerun.train import train
 
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # SIGTERM ends a run like Ctrl-C
@@ -316,7 +316,7 @@ def preflight_search(overrides: list[str]) -> None:
     except Exception as exc:
         raise UserError(one_line(exc)) from None
     check_composed("train", cfg, "hydra.sweep.dir")
-    search.check(cfg)
+    search.check(cfg, str(cfg.hydra.sweeper.get("direction", "")))
 
 
 def continue_sweep(combos: list[list[str]], configs: list[DictConfig], checked_all: bool) -> None:

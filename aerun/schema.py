@@ -37,10 +37,11 @@ class DatasetConfig:
 
 @dataclass
 class SearchConfig:
-    """What `aerun -m hydra/sweeper=optuna` minimises (aerun.search)."""
+    """What `aerun -m hydra/sweeper=optuna` tunes (aerun.search)."""
 
-    metric: str = "val_loss"  # a column of loss_epoch.csv, its last epoch: val_loss, or a train_ one; never test
-    pruner: str = "median"    # median: stop a trial whose val_loss is worse than earlier trials' median there | none
+    metric: str = "val_loss"  # a column of loss_epoch.csv, its last epoch: val_loss (minimised), val_probe (the
+    #                           validation split's linear probe accuracy, maximised), or a train_ one; never test
+    pruner: str = "median"    # median: stop a trial whose metric is worse than earlier trials' median there | none
 
 
 @dataclass

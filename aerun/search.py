@@ -3,8 +3,8 @@
 The sweeper (hydra_plugins/aerun_search) asks Optuna for parameters and launches one training job
 per trial, numbered by the trial. The job trains as any run does, on the training split without
 its validation images, and
-- after each epoch reports its validation loss to the trial (through the study's SQLite file),
-  stopping when the pruner says the trial is hopeless;
+- after each epoch reports its `search.metric` on the validation split to the trial (through the
+  study's SQLite file), stopping when the pruner says the trial is hopeless;
 - returns {"metric", "value"} (the last epoch's `search.metric` from loss_epoch.csv),
   {"pruned_at": epoch} or {"failed": why}: the sweeper tells Optuna which.
 A search is tuned on the validation split only: without `dataset.val_size` it is refused.
@@ -32,6 +32,15 @@ DEFAULTS = {
 }
 PRUNERS = ("median", "none")
 NO_TEST = "test_loss"  # never an objective: tuning on the test split makes its error optimistic
+# The validation measures a search can be tuned on, and which way is better: the validation split's MSE, and the
+# accuracy of a linear probe fitted on the training split's codes and scored on the validation split's (what a
+# regulariser that shapes the code, not the reconstruction, is for).
+VALIDATION = {"val_loss": "minimize", "val_probe": "maximize"}
+
+
+def direction(metric: str) -> str:
+    """Which way a metric is better: a validation measure's own way; a training column (a loss) is minimised."""
+    return VALIDATION.get(metric, "minimize")
 
 
 def chosen(args: list[str]) -> bool:
@@ -67,20 +76,26 @@ def searching(hydra_cfg: Any) -> bool:
     return str(hydra_cfg.sweeper.get("_target_", "")) == SWEEPER
 
 
-def check(cfg: DictConfig) -> None:
-    """What a search needs of each trial's config: a validation split, and a metric it logs."""
+def check(cfg: DictConfig, sweeper_direction: str | None = None) -> None:
+    """What a search needs of each trial's config: a validation split, a metric it logs, and (where the sweeper's
+    config is at hand) no direction set against the metric's."""
     if not cfg.dataset.val_size:
         raise UserError("a search is tuned on a validation split, never on the test split: add dataset.val_size=N "
                         "(for MNIST, 10000 holds out a sixth of the training images)")
-    if cfg.search.metric == NO_TEST or not (cfg.search.metric == "val_loss" or cfg.search.metric.startswith("train_")):
-        raise UserError(f"search.metric={cfg.search.metric} is not allowed; it must be val_loss or a train_ column "
-                        "of loss_epoch.csv (a search never reads the test split)")
+    metric = cfg.search.metric
+    if metric == NO_TEST or not (metric in VALIDATION or metric.startswith("train_")):
+        raise UserError(f"search.metric={metric} is not allowed; it must be {', '.join(VALIDATION)} or a train_ "
+                        "column of loss_epoch.csv (a search never reads the test split)")
+    if sweeper_direction == "maximize" and direction(metric) == "minimize":
+        raise UserError(f"hydra.sweeper.direction=maximize would search for the worst {metric}; leave the direction "
+                        f"out: a search {direction(metric)}s its metric")
     if cfg.search.pruner not in PRUNERS:
         raise UserError(f"search.pruner={cfg.search.pruner} is not allowed; allowed: {', '.join(PRUNERS)}")
 
 
-def pruning(cfg: DictConfig, hydra_cfg: Any) -> Callable[[int, float], bool]:
-    """Report an epoch's validation loss to this job's trial; True when the trial should stop."""
+def pruning(cfg: DictConfig, hydra_cfg: Any) -> Callable[[int, dict[str, float]], bool]:
+    """Report an epoch's `search.metric` (of its validation measures) to this job's trial; True when the trial
+    should stop. A training column is not reported: its value is known only from the epoch's log."""
     from hydra_plugins.aerun_search.search import make_pruner, optuna
 
     sweeper = hydra_cfg.sweeper
@@ -89,8 +104,10 @@ def pruning(cfg: DictConfig, hydra_cfg: Any) -> Callable[[int, float], bool]:
     trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, int(hydra_cfg.job.num))
     trial = optuna.trial.Trial(study, trial_id)
 
-    def report(epoch: int, value: float) -> bool:
-        trial.report(value, epoch)
+    def report(epoch: int, validation: dict[str, float]) -> bool:
+        if cfg.search.metric not in validation:
+            return False
+        trial.report(validation[cfg.search.metric], epoch)
         return trial.should_prune()
     return report
 

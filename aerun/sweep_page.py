@@ -118,7 +118,7 @@ def search_section(doc: Document, path: Path) -> None:
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     if complete:
         best = study.best_trial
-        doc.text(f"Best trial: {best.number}, objective {best.value:.6g}, with "
+        doc.text(f"Best trial: {best.number}, objective {best.value:.6g} ({study.direction.name.lower()}d), with "
                  + ", ".join(f"`{k}={v}`" for k, v in best.params.items())
                  + f"; its run is `{path / str(best.number)}`. The objective is a validation metric: the test "
                  "metrics above were not used to choose it.")

@@ -27,10 +27,11 @@ from aerun import checkpoint as ckpt
 from aerun import atomic, failures, runlock, schema
 from aerun.data import load_split
 from aerun.errors import EnvironmentFailure, UserError
-from aerun.evaluate import sse_per_image
+from aerun.evaluate import features, sse_per_image
 from aerun.models import Autoencoder, build, builder_args
 from aerun.noise import corrupt, draw
 from aerun.objective import Objective, loss_terms
+from aerun.probe import probe_accuracy
 from aerun.tensorboard import EventLog
 from aerun.validate import available_devices, check_train
 from aerun.validate import device as check_device
@@ -229,15 +230,16 @@ class History:
     """
 
     def __init__(self, run_dir: Path, upto_epoch: int = 0, terms: tuple[str, ...] = (),
-                 validation: bool = False) -> None:
-        """Start the files, or keep the rows of epochs up to `upto_epoch` (those of the checkpoint). With
-        `validation`, each epoch's row has `val_loss` (the validation split's MSE) after `seconds`."""
+                 validation: tuple[str, ...] = ()) -> None:
+        """Start the files, or keep the rows of epochs up to `upto_epoch` (those of the checkpoint). Each epoch's
+        row has the `validation` columns (`val_loss`, the validation split's MSE; `val_probe`, its linear probe
+        accuracy) after `seconds`."""
         self.iter_path = run_dir / ITER_LOG
         self.epoch_path = run_dir / EPOCH_LOG
         self.terms = tuple(terms)
-        self.validation = validation
+        self.validation = tuple(validation)
         iter_fields = (*ITER_FIELDS, *self.terms)
-        epoch_fields = (*EPOCH_FIELDS, *(["val_loss"] if validation else []), *(f"train_{t}" for t in self.terms))
+        epoch_fields = (*EPOCH_FIELDS, *self.validation, *(f"train_{t}" for t in self.terms))
         for path, fields in ((self.iter_path, iter_fields), (self.epoch_path, epoch_fields)):
             kept = []
             if upto_epoch and path.exists():
@@ -265,8 +267,9 @@ class History:
             os.truncate(path, size)
 
     def append(self, epoch: int, first_step: int, record: torch.Tensor, test_loss: float, seconds: float,
-               val_loss: float | None = None) -> None:
-        """Rows for `record`: (steps, 1 + len(terms)) of [reconstruction term, each regulariser]."""
+               validation: dict[str, float] | None = None) -> None:
+        """Rows for `record`: (steps, 1 + len(terms)) of [reconstruction term, each regulariser]; `validation`
+        has a value for each of this history's validation columns."""
         if record.shape[1] != 1 + len(self.terms):
             raise ValueError(f"record has {record.shape[1]} columns; this history logs 1 + {len(self.terms)}")
 
@@ -280,7 +283,14 @@ class History:
         loss, penalty, *terms = cells(record.mean(0).tolist())
         with open(self.epoch_path, "a", newline="") as f:
             csv.writer(f).writerow([epoch, first_step + len(record), loss, penalty, f"{test_loss:.6g}",
-                                    f"{seconds:.3f}", *([f"{val_loss:.6g}"] if self.validation else []), *terms])
+                                    f"{seconds:.3f}", *(f"{(validation or {})[k]:.6g}" for k in self.validation), *terms])
+
+
+def validation_measures(cfg: DictConfig) -> tuple[str, ...]:
+    """What each epoch measures on the validation split: its MSE, and the linear probe's accuracy (a probe fitted
+    on the training split's codes, scored on the validation split's: a few seconds an epoch) when a search asks
+    for it."""
+    return ("val_loss", "val_probe") if cfg.search.metric == "val_probe" else ("val_loss",)
 
 
 def write_failure(exc: OSError, run_dir: Path, epoch: int) -> EnvironmentFailure:
@@ -349,13 +359,14 @@ def health_warning(cfg: DictConfig, model: Autoencoder, test_images: torch.Tenso
 
 
 def train(cfg: DictConfig, run_dir: Path, *, resume: bool = False,
-          after_epoch: Callable[[int, float], bool] | None = None) -> dict[str, Any]:
+          after_epoch: Callable[[int, dict[str, float]], bool] | None = None) -> dict[str, Any]:
     """Train (or fit) the model `cfg` describes; write history and checkpoint into `run_dir`.
 
     With `resume`, continue from the run's checkpoint up to `cfg.epochs`: the same
     weights, optimiser state and data order as if it had never stopped. `after_epoch(epoch,
-    val_loss)` is told each saved epoch's validation loss and stops training by returning True
-    (a search's pruner); the summary then has `pruned_at`.
+    validation)` is told each saved epoch's validation measures ({"val_loss": …}, with "val_probe" when
+    `search.metric` names it) and stops training by returning True (a search's pruner); the summary then
+    has `pruned_at`.
     """
     cfg = schema.complete(cfg)
     check_train(cfg)
@@ -366,7 +377,7 @@ def train(cfg: DictConfig, run_dir: Path, *, resume: bool = False,
 
 
 def _train(cfg: DictConfig, run_dir: Path, resume: bool,
-           after_epoch: Callable[[int, float], bool] | None = None) -> dict[str, Any]:
+           after_epoch: Callable[[int, dict[str, float]], bool] | None = None) -> dict[str, Any]:
     path = run_dir / ckpt.CHECKPOINT
     found = ckpt.latest_intact(run_dir) if resume else None
     if resume and found is None:
@@ -399,20 +410,27 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool,
     test_set = load_split(cfg.dataset, "test", cfg.paths.data_dir, device)
     val_set = load_split(cfg.dataset, "val", cfg.paths.data_dir, device) if cfg.dataset.val_size else None
     objective = Objective.of(cfg, model)
-    history = History(run_dir, upto_epoch=done, terms=objective.names, validation=val_set is not None)
+    measures = validation_measures(cfg) if val_set is not None else ()
+    history = History(run_dir, upto_epoch=done, terms=objective.names, validation=measures)
     held_out = f" / {len(val_set)} validation" if val_set is not None else ""
     log.info("training %s (%s, code %d) on %s: %d train%s / %d test images, device %s", cfg.model.name,
              cfg.model.builder, model.code_dim, cfg.dataset.name, len(train_set), held_out, len(test_set), device)
 
-    def val_loss() -> float | None:
-        return mean_mse(model, val_set.images) if val_set is not None else None
+    def validate() -> dict[str, float] | None:
+        if val_set is None:
+            return None
+        found = {"val_loss": mean_mse(model, val_set.images)}
+        if "val_probe" in measures:
+            found["val_probe"] = probe_accuracy(features(model, train_set.images), train_set.labels,
+                                                features(model, val_set.images), val_set.labels)
+        return found
 
     if model.fitted:
         start = time.perf_counter()
         model.fit(train_set.images)
         record = torch.tensor([[mean_mse(model, train_set.images)]])
         test_loss = mean_mse(model, test_set.images)
-        history.append(0, 0, record, test_loss, time.perf_counter() - start, val_loss())
+        history.append(0, 0, record, test_loss, time.perf_counter() - start, validate())
         ckpt.save(ckpt.make(**describe, epoch=0, step=0), path)
         log.info("fitted: train MSE %.5f, test MSE %.5f", record[0, 0].item(), test_loss)
         return {"run_dir": str(run_dir), "epochs": 0, "test_loss": test_loss}
@@ -452,7 +470,7 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool,
             raise UserError(f"the loss became non-finite at epoch {epoch}, step {bad}; {kept}; "
                             "try a smaller optimizer.lr")
         seconds = time.perf_counter() - start
-        test_loss, validation = mean_mse(model, test_set.images), val_loss()
+        test_loss, validation = mean_mse(model, test_set.images), validate()
         kept = history.sizes()
         try:  # the epoch's rows and its checkpoint are written together, or neither is
             history.append(epoch, step, record, test_loss, seconds, validation)
@@ -465,9 +483,11 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool,
         step += len(record)
         log.info("epoch %d/%d  train %s %.5f  %stest MSE %.5f  %.1f s", epoch, cfg.epochs,
                  model.reconstruction_name, record[:, 0].mean().item(),
-                 "" if validation is None else f"val MSE {validation:.5f}  ", test_loss, seconds)
+                 "" if validation is None else f"val MSE {validation['val_loss']:.5f}  "
+                 + (f"val probe {validation['val_probe']:.2%}  " if "val_probe" in validation else ""),
+                 test_loss, seconds)
         if after_epoch is not None and validation is not None and after_epoch(epoch, validation) and epoch < cfg.epochs:
-            log.info("pruned at epoch %d: its validation MSE is worse than earlier trials' at this epoch", epoch)
+            log.info("pruned at epoch %d: its %s is worse than earlier trials' at this epoch", epoch, cfg.search.metric)
             if events:
                 events.close()
             return {"run_dir": str(run_dir), "epochs": epoch, "test_loss": test_loss, "pruned_at": epoch}

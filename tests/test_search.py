@@ -80,6 +80,8 @@ def test_a_search_continues_to_its_total_and_reruns_the_trial_it_stopped_in(aeru
     (["epochs=1"], "a search is tuned on a validation split, never on the test split"),
     (["epochs=1", "dataset.val_size=64", "search.metric=test_loss"], "search.metric=test_loss is not allowed"),
     (["epochs=1", "dataset.val_size=64", "model.hiden=choice(8,16)"], "model.hiden is not a config key"),
+    (["epochs=1", "dataset.val_size=64", "hydra.sweeper.direction=maximize"],
+     "hydra.sweeper.direction=maximize would search for the worst val_loss"),
 ])
 def test_a_search_that_would_read_the_test_split_or_cannot_run_is_one_line(aerun_exe, tmp_path, args, named):
     done = search(aerun_exe, *args, f"hydra.sweep.dir={tmp_path / 'search'}", cwd=tmp_path)
@@ -92,9 +94,20 @@ def test_a_search_that_would_read_the_test_split_or_cannot_run_is_one_line(aerun
 def test_a_pruned_trial_stops_after_the_epoch_it_is_pruned_at(make_cfg, tmp_path):
     cfg = make_cfg("train", [*SMOKE, "epochs=3", "model=shallow", "dataset.val_size=256"])
     told = []
-    summary = train(cfg, tmp_path, after_epoch=lambda epoch, value: told.append((epoch, value)) or epoch == 1)
+    summary = train(cfg, tmp_path, after_epoch=lambda epoch, measures: told.append((epoch, measures)) or epoch == 1)
     assert summary["pruned_at"] == 1 and ckpt.load(tmp_path / ckpt.CHECKPOINT)["epoch"] == 1
-    assert len(told) == 1 and told[0][1] > 0
+    assert len(told) == 1 and set(told[0][1]) == {"val_loss"} and told[0][1]["val_loss"] > 0
+
+
+def test_a_search_on_the_validation_probe_maximises_it(aerun_exe, tmp_path):
+    sweep = tmp_path / "search"
+    done = search(aerun_exe, "hydra.sweeper.n_trials=2", "search.metric=val_probe", "dataset.val_size=256",
+                  "epochs=1", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    studied = study(sweep)
+    values = [t.value for t in studied.trials]
+    assert studied.direction == optuna.study.StudyDirection.MAXIMIZE and all(0 < v <= 1 for v in values)
+    assert studied.best_value == max(values) and "[search] trial 0: val_probe " in done.stdout
 
 
 def test_the_sweeper_tells_optuna_what_each_trial_returned():

@@ -12,7 +12,8 @@ import torch
 from aerun import checkpoint as ckpt
 from aerun.data import load_split
 from aerun.errors import UserError
-from aerun.evaluate import evaluate
+from aerun.evaluate import evaluate, features
+from aerun.probe import probe_accuracy
 from aerun.train import mean_mse, train
 from aerun.validate import check_train
 
@@ -68,3 +69,15 @@ def test_training_logs_the_validation_loss_and_never_trains_on_it(make_cfg, tmp_
     assert result["validation"]["n_images"] == 960
     assert result["validation"]["mse"] == pytest.approx(mean_mse(model, val.images), rel=1e-5)
     assert json.loads((tmp_path / "eval.json").read_text())["validation"]["n_images"] == 960
+
+
+def test_a_search_on_the_probe_logs_its_validation_accuracy_each_epoch(make_cfg, tmp_path):
+    cfg = make_cfg("train", [*SMOKE, "model=shallow", "model.hidden=16", "dataset.val_size=960",
+                             "search.metric=val_probe"])
+    train(cfg, tmp_path)
+    epochs = rows(tmp_path / "loss_epoch.csv")
+    model = ckpt.rebuild(ckpt.load(tmp_path / ckpt.CHECKPOINT), "cpu")
+    fitted, val = load_split(cfg.dataset, "train", "unused", "cpu"), load_split(cfg.dataset, "val", "unused", "cpu")
+    expected = probe_accuracy(features(model, fitted.images), fitted.labels, features(model, val.images), val.labels)
+    assert [0 < float(r["val_probe"]) <= 1 for r in epochs] == [True, True]
+    assert float(epochs[-1]["val_probe"]) == pytest.approx(expected, abs=1e-6)

@@ -11,7 +11,9 @@ the same command run again continues it:
   again first (Optuna's enqueue), so it is rerun;
 - each trial trains in the job folder named by its trial number, so a continued search never
   writes into an earlier trial's folder;
-- a trial whose per-epoch validation loss is worse than the median of earlier trials at that
+- the study minimises or maximises as its metric asks (`search.metric`: val_loss is minimised,
+  val_probe maximised);
+- a trial whose per-epoch validation metric is worse than the median of earlier trials at that
   epoch is pruned (`search.pruner=median`; aerun.search reports from inside the job);
 - a trial whose training fails (a loss that became non-finite, say) fails alone: the search goes on.
 
@@ -33,6 +35,8 @@ from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl, create_p
 from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
+
+from aerun import search as aerun_search
 
 INTERRUPTED = "aerun.interrupted"  # a failed trial's user attribute: it was running when the search stopped
 
@@ -58,8 +62,9 @@ class SearchSweeperImpl(OptunaSweeperImpl):
         for name in fixed:
             distributions.pop(name, None)
         Path(str(self.sweep_dir)).mkdir(parents=True, exist_ok=True)
+        search = self.config.search
         study = optuna.create_study(study_name=self.study_name, storage=self.storage, sampler=self.sampler,
-                                    directions=self._get_directions(), pruner=make_pruner(self.config.search.pruner),
+                                    direction=aerun_search.direction(search.metric), pruner=make_pruner(search.pruner),
                                     load_if_exists=True)
         rerun = 0
         for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):

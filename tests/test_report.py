@@ -243,3 +243,23 @@ def test_the_families_section_sets_each_family_beside_its_twin(aerun_exe, tmp_pa
     figures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", section)
     assert {Path(f).name for f in figures} >= {"code_noise_vae.png", "samples.png", "latent_map.png", "code_usage.png"}
     assert all((root / f).is_file() for f in figures)
+
+
+def test_the_launcher_gets_the_longest_jobs_first_and_the_plan_keeps_its_random_stream(tmp_path):
+    import torch
+
+    from aerun.report.jobs import longest_first
+    from aerun.report.plan import Sweep, plan_sweep
+
+    sweeps = [Sweep("standard", "standard"), Sweep("pca_vs_ae", "pca_vs_ae"), Sweep("conv", "conv")]
+    jobs = [job for sweep in sweeps for setting in plan_sweep(sweep, ["epochs=1"], tmp_path)
+            for job in setting.jobs]
+    state = torch.get_rng_state()
+    ordered = longest_first(jobs)
+    assert torch.equal(torch.get_rng_state(), state)
+    name = {id(job): f"{job.cfg.model.name}-{job.cfg.model.get('hidden', '')}" for job in jobs}
+    names = [name[id(job)] for job in ordered]
+    assert sorted(names) == sorted(name.values())
+    # conv_unpool and conv_unpool_deconv count the same FLOPs: the plan's order between them stays
+    assert names[:3] == ["conv_unpool-", "conv_unpool_deconv-", "deep-"] and names[-1] == "pca-"
+    assert names.index("shallow-256") < names.index("shallow-128") < names.index("shallow-64")

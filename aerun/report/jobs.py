@@ -4,7 +4,8 @@ With `hydra/launcher=NAME` (joblib, submitit_local, submitit_slurm, aerun's slur
 incomplete job is one launcher job: the launcher composes the report's config with
 `+report_job=<run dir>`, and `train_job` trains the run whose config the report wrote into
 that directory. Reuse and resume are the same either way, since both go through the run
-directory's checkpoint.
+directory's checkpoint. The launcher gets the jobs longest first (by their counted training FLOPs),
+so that on a few workers no long job starts last while the other workers have nothing left to do.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import traceback
 from pathlib import Path
 from typing import Sequence
 
+import torch
 import yaml
 from hydra._internal.callbacks import Callbacks
 from hydra.core.global_hydra import GlobalHydra
@@ -25,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from aerun import atomic
 from aerun import checkpoint as ckpt
-from aerun.models import family
+from aerun.models import build, builder_args, family
 from aerun.report.plan import Job, Part, Setting, is_complete, trained_epochs
 from aerun.train import train
 
@@ -97,7 +99,22 @@ def train_all(settings: dict[str, list[Setting]], parts: Sequence[Part], device:
                     write_job_files(job)
                     pending.append(job)
     if pending:
-        launch(pending, root)
+        launch(longest_first(pending), root)
+
+
+def longest_first(jobs: Sequence[Job]) -> list[Job]:
+    """The jobs by their training FLOPs (per image, counted by torch on one step, times the epochs still to
+    train), largest first; ties keep the plan's order. On two workers, the report's 22 jobs took 530 s of
+    training in the plan's order, where its conv AEs come last and the third of them trains alone at the
+    end (2026-12-02; docs/results.md, "Wall times")."""
+    from aerun.bench import training_flops
+
+    def work(job: Job) -> float:
+        with torch.random.fork_rng():  # a model's weights and the counted step's images are drawn: leave this
+            model = build(job.cfg.model.builder, **builder_args(job.cfg.model))  # process's stream as it was
+            return training_flops(model, 1) * (job.cfg.epochs - (trained_epochs(job) or 0))
+
+    return sorted(jobs, key=work, reverse=True)
 
 
 def launch(jobs: Sequence[Job], root: Path) -> None:
@@ -114,7 +131,7 @@ def launch(jobs: Sequence[Job], root: Path) -> None:
     if hasattr(launcher, "exit_on_failure"):
         launcher.exit_on_failure = False  # the report says itself which jobs to resume
     name = hydra_cfg.runtime.choices.get("hydra/launcher", "launcher")
-    print(f"[report] {len(jobs)} jobs to {name}; its files: {where}", flush=True)
+    print(f"[report] {len(jobs)} jobs to {name}, longest first; its files: {where}", flush=True)
     lines: list[str] = []
     try:
         launcher.launch([[f"+report_job='{job.run_dir.resolve()}'"] for job in jobs], initial_job_idx=0)

@@ -255,7 +255,7 @@ def test_the_launcher_gets_the_longest_jobs_first_and_the_plan_keeps_its_random_
     jobs = [job for sweep in sweeps for setting in plan_sweep(sweep, ["epochs=1"], tmp_path)
             for job in setting.jobs]
     state = torch.get_rng_state()
-    ordered = longest_first(jobs)
+    ordered = longest_first([(job, job.cfg.epochs) for job in jobs])
     assert torch.equal(torch.get_rng_state(), state)
     name = {id(job): f"{job.cfg.model.name}-{job.cfg.model.get('hidden', '')}" for job in jobs}
     names = [name[id(job)] for job in ordered]

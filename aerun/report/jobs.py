@@ -97,24 +97,25 @@ def train_all(settings: dict[str, list[Setting]], parts: Sequence[Part], device:
                     with open_dict(job.cfg):
                         job.cfg.paths.data_dir = str(Path(job.cfg.paths.data_dir).resolve())
                     write_job_files(job)
-                    pending.append(job)
+                    pending.append((job, job.cfg.epochs - (have or 0)))
     if pending:
         launch(longest_first(pending), root)
 
 
-def longest_first(jobs: Sequence[Job]) -> list[Job]:
-    """The jobs by their training FLOPs (per image, counted by torch on one step, times the epochs still to
-    train), largest first; ties keep the plan's order. On two workers, the report's 22 jobs took 530 s of
+def longest_first(jobs: Sequence[tuple[Job, int]]) -> list[Job]:
+    """The jobs, each with the epochs it has still to train, by their training FLOPs (per image, counted by
+    torch on one step, times those epochs), largest first; ties keep the plan's order. On two workers, the report's 22 jobs took 530 s of
     training in the plan's order, where its conv AEs come last and the third of them trains alone at the
     end (2026-12-02; docs/results.md, "Wall times")."""
     from aerun.bench import training_flops
 
-    def work(job: Job) -> float:
+    def work(pending: tuple[Job, int]) -> float:
+        job, epochs = pending
         with torch.random.fork_rng():  # a model's weights and the counted step's images are drawn: leave this
             model = build(job.cfg.model.builder, **builder_args(job.cfg.model))  # process's stream as it was
-            return training_flops(model, 1) * (job.cfg.epochs - (trained_epochs(job) or 0))
+            return training_flops(model, 1) * epochs
 
-    return sorted(jobs, key=work, reverse=True)
+    return [job for job, _ in sorted(jobs, key=work, reverse=True)]
 
 
 def launch(jobs: Sequence[Job], root: Path) -> None:

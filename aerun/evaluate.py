@@ -6,6 +6,7 @@ errors of one image, MSE = SSE / pixels, PSNR = 10 log10(1 / MSE) (peak 1).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -26,6 +27,7 @@ from aerun.probe import Fit, probe
 from aerun.stats import Spread
 
 EVAL_BATCH = 4096
+CLEAN = ("none", 0.0)  # the noise of an evaluation on the test images as they are
 T = TypeVar("T")
 
 
@@ -191,6 +193,39 @@ def eval_name(noise: tuple[str, float]) -> str:
     return "eval" if noise[0] == "none" or noise[1] == 0 else f"eval-{noise[0]}-{noise[1]:g}"
 
 
+@functools.cache
+def code_digest() -> str:
+    """SHA-256 of aerun's own source files: an evaluation made by other code is never taken for this code's."""
+    package = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def provenance(checkpoint: Mapping[str, Any], device: torch.device | str, iw_samples: int) -> dict[str, Any]:
+    """What an evaluation was made of and by, besides its noise: the checkpoint (by its SHA-256), aerun's code,
+    the device and the importance samples. The data are verified by their SHA-256 whenever they are read."""
+    return {"checkpoint": checkpoint.get(ckpt.DIGEST), "code": code_digest(), "device": str(torch.device(device)),
+            "iw_samples": iw_samples}
+
+
+def saved_evaluation(run_dir: Path, device: torch.device | str, noise: tuple[str, float] = ("none", 0.0),
+                     noise_seed: int = 0, iw_samples: int = 0) -> dict[str, Any] | None:
+    """The run's eval*.json where it is an evaluation of its present checkpoint with this noise and noise seed,
+    on this device, by this aerun; None otherwise (absent, unreadable, or made of anything else)."""
+    try:
+        saved = json.loads((Path(run_dir) / f"{eval_name(noise)}.json").read_text())
+        made = saved["provenance"], saved["noise"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    checkpoint = ckpt.load(Path(run_dir) / ckpt.CHECKPOINT)
+    if checkpoint.get(ckpt.DIGEST) is None:  # written before checkpoints were checksummed: nothing to match
+        return None
+    wanted = provenance(checkpoint, device, iw_samples), {"name": noise[0], "level": noise[1], "seed": noise_seed}
+    return {**saved, "run_dir": str(run_dir)} if made == wanted else None
+
+
 def evaluate_run(
     run_dir: Path, data_dir: Path | str, device: torch.device | str,
     noise: tuple[str, float] = ("none", 0.0), noise_seed: int = 0, iw_samples: int = 0,
@@ -222,6 +257,7 @@ def evaluate_run(
         "trained_with_noise": {"name": trained_on["name"], "level": trained_on["level"]},
         "noise": {"name": noise[0], "level": noise[1], "seed": noise_seed},
         "showcase": {"indices": showcase, "labels": test.labels[showcase].tolist()},
+        "provenance": provenance(checkpoint, device, iw_samples),
     }
     for key, m, name in (("model", model, checkpoint["model"]["name"]), ("pca", pca, None)):
         sse, codes = reconstruct(m, inputs, test.images)

@@ -80,6 +80,7 @@ def test_a_second_report_reuses_complete_runs(full_report):
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("reused (complete)") == 2 and "training" not in done.stdout
     assert checkpoint.stat().st_mtime_ns == before
+    assert "[report] evaluations: 0 made here" in done.stdout  # the first report's eval.json, of the same checkpoints
     assert "## 2. " not in (root / "report.md").read_text()
 
 
@@ -91,6 +92,8 @@ def test_more_epochs_resume_a_run_and_another_config_is_refused(full_report):
     assert "resuming at epoch 1" in done.stdout
     history = (root / "runs" / "manifold" / "0" / "loss_epoch.csv").read_text().splitlines()
     assert [row.split(",")[0] for row in history[1:]] == ["1", "2"]
+    # the first report's eval.json was of the epoch-1 checkpoint: evaluated again, not reused
+    assert json.loads((root / "runs" / "manifold" / "0" / "eval.json").read_text())["epoch"] == 2
 
     other = 'train_overrides=["dataset=synthetic","epochs=2","batch_size=32"]'
     done = report(exe, root, "parts=[manifold]", overrides=other)
@@ -263,3 +266,23 @@ def test_the_launcher_gets_the_longest_jobs_first_and_the_plan_keeps_its_random_
     # conv_unpool and conv_unpool_deconv count the same FLOPs: the plan's order between them stays
     assert names[:3] == ["conv_unpool-", "conv_unpool_deconv-", "deep-"] and names[-1] == "pca-"
     assert names.index("shallow-256") < names.index("shallow-128") < names.index("shallow-64")
+
+
+def test_a_saved_evaluation_is_reused_only_for_the_same_checkpoint_noise_device_and_code(full_report, tmp_path):
+    import shutil
+
+    from aerun.evaluate import saved_evaluation
+
+    _, root, _ = full_report
+    run = tmp_path / "run"
+    shutil.copytree(root / "runs" / "pca_vs_ae" / "1", run)
+    saved = saved_evaluation(run, "cpu")
+    assert saved is not None and saved["run_dir"] == str(run) and saved["model"]["name"] == "deep"
+    assert saved_evaluation(run, "cpu", noise_seed=1) is None
+    assert saved_evaluation(run, "meta") is None
+    assert saved_evaluation(run, "cpu", ("gaussian", 0.5)) is None  # no eval-gaussian-0.5.json
+    for key, other in (("checkpoint", "0" * 64), ("code", "another aerun")):
+        result = json.loads((run / "eval.json").read_text())
+        result["provenance"][key] = other
+        (run / "eval.json").write_text(json.dumps(result))
+        assert saved_evaluation(run, "cpu") is None

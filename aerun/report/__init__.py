@@ -96,11 +96,15 @@ def _report(cfg: DictConfig, root: Path, extra: list[str], seeds: int, start: fl
         ctx.ledger.start(part.key)
         SECTIONS[part.key](doc, ctx)
         ctx.ledger.close()  # Holm's adjustment over the part's comparisons, before any sentence is rendered
+    reused, made = ctx.evaluated
+    print(f"[report] evaluations: {made} made here, {reused} reused (saved by the runs' launcher jobs or an "
+          "earlier report, of the same checkpoints)", flush=True)
     root.mkdir(parents=True, exist_ok=True)
     atomic.write_text(root / "report.md", doc.markdown())
     atomic.write_text(root / "index.html", doc.html())
     jobs = {name: [[str(run) for run in s.runs] for s in settings] for name, settings in ctx.settings.items()}
     atomic.write_json(root / "report.json", {
         "seconds": time.perf_counter() - start, "training_seconds": trained_at - start, "seeds": ctx.seeds,
+        "evaluations": {"made": made, "reused": reused},
         "jobs": jobs, "claims": [claim.as_dict() for claim in ctx.ledger.claims], "tables": doc.tables()})
     return root / "index.html"

@@ -16,7 +16,8 @@ from omegaconf import DictConfig
 from aerun.data import load_split
 from aerun.document import Document
 from aerun.errors import UserError
-from aerun.evaluate import encode, eval_name, evaluate, fitted_pca, noisy_test_inputs, reconstruct, write_sweep
+from aerun.evaluate import (CLEAN, encode, eval_name, evaluate, fitted_pca, noisy_test_inputs, reconstruct,
+                            saved_evaluation, write_sweep)
 from aerun.models import Autoencoder
 from aerun.noise import generator
 from aerun.plot import load, ood_inputs, plot, read_csv
@@ -25,7 +26,6 @@ from aerun.report.plan import Job, Setting
 from aerun.stats import Spread
 from aerun.train import EPOCH_LOG
 
-CLEAN = ("none", 0.0)
 
 
 @dataclass
@@ -36,6 +36,7 @@ class Context:
     settings: dict[str, list[Setting]] = field(default_factory=dict)  # by sweep name
     evaluations: dict[tuple[str, tuple[str, float]], dict[str, Any]] = field(default_factory=dict)  # (run, noise)
     ledger: Ledger = field(default_factory=Ledger)  # every comparison, by part
+    evaluated: list[int] = field(default_factory=lambda: [0, 0])  # [reused, made here]
 
     @property
     def data_dir(self) -> str:
@@ -49,10 +50,14 @@ class Context:
         return os.path.relpath(path, self.root)
 
     def evaluate(self, job: Job, noise: tuple[str, float] = CLEAN) -> dict[str, Any]:
-        """A job's evaluation (eval.json beside it), computed once per noise and report."""
+        """A job's evaluation (eval.json beside it), computed once per noise and report; one its launcher job
+        saved (aerun.report.jobs.train_job), or an earlier report of the same checkpoint, is reused."""
         key = (str(job.run_dir), noise)
         if key not in self.evaluations:
-            self.evaluations[key] = evaluate(job.run_dir, self.data_dir, self.device, noise, self.cfg.noise_seed)
+            saved = saved_evaluation(job.run_dir, self.device, noise, self.cfg.noise_seed)
+            self.evaluated[saved is None] += 1
+            self.evaluations[key] = saved or evaluate(job.run_dir, self.data_dir, self.device, noise,
+                                                      self.cfg.noise_seed)
         return self.evaluations[key]
 
     def results(self, setting: Setting, noise: tuple[str, float] = CLEAN) -> list[dict[str, Any]]:

@@ -102,7 +102,6 @@ def test_the_report_runs_its_jobs_through_joblib_and_reuses_them(aerun_exe, tmp_
     done = report(aerun_exe, tmp_path, "seeds=2", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("(through the launcher)") == 2 and "[report] 2 jobs to joblib" in done.stdout
-    assert "[report] evaluations: 0 made here, 2 reused" in done.stdout  # each job evaluated where it trained
     for job in ("0", "0-seed1"):
         history = (tmp_path / "runs" / "manifold" / job / "loss_epoch.csv").read_text().splitlines()
         assert [row.split(",")[0] for row in history[1:]] == ["1"]

@@ -97,8 +97,8 @@ def _report(cfg: DictConfig, root: Path, extra: list[str], seeds: int, start: fl
         SECTIONS[part.key](doc, ctx)
         ctx.ledger.close()  # Holm's adjustment over the part's comparisons, before any sentence is rendered
     reused, made = ctx.evaluated
-    print(f"[report] evaluations: {made} made here, {reused} reused (saved by the runs' launcher jobs or an "
-          "earlier report, of the same checkpoints)", flush=True)
+    print(f"[report] evaluations: {made} made here, {reused} reused (saved by an earlier report or "
+          "aerun eval, of the same checkpoints)", flush=True)
     root.mkdir(parents=True, exist_ok=True)
     atomic.write_text(root / "report.md", doc.markdown())
     atomic.write_text(root / "index.html", doc.html())

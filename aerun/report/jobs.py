@@ -27,11 +27,9 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from aerun import atomic
 from aerun import checkpoint as ckpt
-from aerun.compose import one_line
-from aerun.evaluate import CLEAN, evaluate
 from aerun.models import build, builder_args, family
 from aerun.report.plan import Job, Part, Setting, is_complete, trained_epochs
-from aerun.train import resolve_device, train
+from aerun.train import train
 
 JOB_CONFIG = Path(".hydra") / "config.yaml"
 IN_PROCESS = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
@@ -54,16 +52,14 @@ def write_job_files(job: Job) -> None:
 
 
 def train_job(cfg: DictConfig) -> None:
-    """A launcher's task: train (or resume) the report job whose directory is `cfg.report_job`, then evaluate it
-    as the report will (its eval.json): on a few workers that evaluation runs beside other jobs' training
-    instead of after all of them, in one process."""
+    """A launcher's task: train (or resume) the report job whose directory is `cfg.report_job`.
+
+    It does not evaluate its run: on two cores that made the report 42 s slower (601 s against 559 s, one run
+    each, 2026-12-02; docs/results.md, "Wall times"): the workers' evaluations took 162 s between them, each
+    process fitting the PCA and pixel probes again with one thread, against 95 s in the report's process."""
     run_dir = Path(cfg.report_job)
     job_cfg = OmegaConf.load(run_dir / JOB_CONFIG)
     train(job_cfg, run_dir, resume=ckpt.saved(run_dir))
-    try:
-        evaluate(run_dir, job_cfg.paths.data_dir, resolve_device(cfg.device), CLEAN, cfg.noise_seed)
-    except Exception as exc:  # the run is trained; the report evaluates what it finds missing and says why it fails
-        log.warning("%s is trained but not evaluated in its job (%s); the report evaluates it", run_dir, one_line(exc))
 
 
 def launcher_target() -> str:

@@ -50,8 +50,8 @@ class Context:
         return os.path.relpath(path, self.root)
 
     def evaluate(self, job: Job, noise: tuple[str, float] = CLEAN) -> dict[str, Any]:
-        """A job's evaluation (eval.json beside it), computed once per noise and report; one its launcher job
-        saved (aerun.report.jobs.train_job), or an earlier report of the same checkpoint, is reused."""
+        """A job's evaluation (eval.json beside it), computed once per noise and report; one that an earlier
+        report or `aerun eval` saved of the same checkpoint, noise, device and code is reused."""
         key = (str(job.run_dir), noise)
         if key not in self.evaluations:
             saved = saved_evaluation(job.run_dir, self.device, noise, self.cfg.noise_seed)

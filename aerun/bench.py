@@ -28,7 +28,7 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from aerun import atomic
+from aerun import atomic, eager
 from aerun.data import ensure, load_split
 from aerun.models import Autoencoder, build, builder_args
 from aerun.objective import Objective, loss_terms
@@ -92,7 +92,7 @@ def reference_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, loader, 
         loss = F.mse_loss(recon, images)
         optimizer.zero_grad()
         loss.backward()
-        optimizer.step()
+        eager.step(optimizer)
     synchronize(device)
     return time.perf_counter() - start
 
@@ -119,7 +119,7 @@ def bench_preset(name: str, model_cfg: DictConfig, cfg: DictConfig, device: torc
     for kind in KINDS if cfg.reference else ("aerun",):
         torch.manual_seed(cfg.seed)
         model = build(model_cfg.builder, **builder_args(model_cfg)).to(device)
-        optimizer = instantiate(cfg.optimizer)(params=model.parameters())
+        optimizer = eager.build(instantiate(cfg.optimizer), model.parameters())
         for epoch in range(1, cfg.repeats + 1):
             if kind == "reference":
                 seconds = reference_epoch(model, optimizer, loader, device)

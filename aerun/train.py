@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from aerun import checkpoint as ckpt
-from aerun import atomic, failures, runlock, schema
+from aerun import atomic, eager, failures, runlock, schema
 from aerun.data import load_split
 from aerun.errors import EnvironmentFailure, UserError
 from aerun.evaluate import features, sse_per_image
@@ -204,7 +204,7 @@ def train_epoch(
             reconstruction, terms = loss_terms(model, corrupt(x, *noise, noise_generator), x, objective, generator)
             optimizer.zero_grad(set_to_none=True)
             sum(terms.values(), reconstruction).backward()
-            optimizer.step()
+            eager.step(optimizer)
             record[i, 0] = reconstruction.detach()
             for j, term in enumerate(terms.values(), start=1):
                 record[i, j] = term.detach()
@@ -437,7 +437,7 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool,
 
     if not state:
         model.start_from_data(train_set.images)  # e.g. the conv AEs' output bias (see ConvAutoencoder)
-    optimizer = instantiate(cfg.optimizer)(params=model.parameters())
+    optimizer = eager.build(instantiate(cfg.optimizer), model.parameters())
     step, test_loss = 0, float("nan")
     if state:
         optimizer.load_state_dict(state["optimizer"])

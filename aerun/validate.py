@@ -15,7 +15,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from aerun import noise, tensorboard
+from aerun import eager, noise, tensorboard
 from aerun.data import BINARIZE, IDX_DATASETS
 from aerun.errors import UserError
 from aerun.models import Autoencoder, build, builder_args, families
@@ -109,7 +109,7 @@ def data_folder(cfg: DictConfig) -> None:
 def check_optimizer(cfg: DictConfig) -> None:
     """Build the optimiser on one parameter, so an option torch rejects is named before any work."""
     try:
-        instantiate(cfg.optimizer)(params=[torch.zeros(1, requires_grad=True)])
+        eager.build(instantiate(cfg.optimizer), [torch.zeros(1, requires_grad=True)])
     except Exception as exc:
         cause = exc.__cause__ or exc
         text = " ".join(str(cause).split())

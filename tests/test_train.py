@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 
@@ -114,3 +115,45 @@ def test_random_shift_moves_each_image_by_at_most_the_given_pixels():
     edge[0, 0, 0, :] = 1.0  # the top row: zeros move in, nothing wraps around
     shifted = random_shift(edge.expand(64, 1, 28, 28), 1, torch.Generator().manual_seed(1))
     assert shifted[:, 0, 27].sum().item() == 0
+
+
+@pytest.mark.parametrize("preset", ["adam", "adamw", "sgd"])
+def test_the_eager_step_is_the_optimisers_own_update_bit_for_bit(make_cfg, preset):
+    from hydra.utils import instantiate
+
+    from aerun import eager
+
+    cfg = make_cfg("train", [f"optimizer={preset}", "optimizer.lr=0.01"])
+    torch.manual_seed(0)
+    base = torch.nn.Sequential(torch.nn.Linear(12, 6), torch.nn.ReLU(), torch.nn.Linear(6, 12))
+    inputs = torch.randn(5, 16, 12)
+    states = []
+    for fast in (False, True):
+        model = copy.deepcopy(base)
+        optimizer = eager.build(instantiate(cfg.optimizer), model.parameters())
+        for x in inputs:
+            optimizer.zero_grad(set_to_none=True)
+            (model(x) - x).pow(2).mean().backward()
+            eager.step(optimizer) if fast else optimizer.step()
+        states.append((model.state_dict(), optimizer.state_dict()["state"]))
+    (weights, moments), (fast_weights, fast_moments) = states
+    assert all(torch.equal(weights[k], fast_weights[k]) for k in weights)
+    assert not torch.equal(weights["0.weight"], base.state_dict()["0.weight"])  # it did train
+    for index, state in moments.items():
+        assert all(torch.equal(v, fast_moments[index][k]) if torch.is_tensor(v) else v == fast_moments[index][k]
+                   for k, v in state.items())
+
+
+def test_a_training_process_does_not_import_the_compiler(tmp_path):
+    """torch's optimiser wrappers import torch._dynamo, about 2 s per process; aerun's step goes without them."""
+    import subprocess
+    import sys
+
+    script = ("import sys\nfrom aerun.compose import compose_config\nfrom aerun.train import train\n"
+              f"cfg = compose_config('train', {SMOKE + ['epochs=1', 'model=shallow']!r})\n"
+              f"train(cfg, __import__('pathlib').Path({str(tmp_path / 'run')!r}))\n"
+              "print('compiler imported:', 'torch._dynamo' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "compiler imported: False" in done.stdout
+    assert (tmp_path / "run" / "checkpoints" / "last.pt").is_file()

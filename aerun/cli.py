@@ -36,7 +36,6 @@ from aerun.compose import (CONF_DIR, compose_config, group_options, one_line, pa
                            sweep_combinations)
 from aerun.errors import UserError
 from aerun.failures import EXIT_FAILED
-from aerun.models import family
 
 EXIT_INTERRUPTED = 130
 MAX_PREFLIGHT_JOBS = 256
@@ -178,6 +177,7 @@ def plot_command(cfg: DictConfig) -> None:
 
 def bench_command(cfg: DictConfig) -> dict:
     from aerun.bench import bench, table
+    from aerun.models import family
     from aerun.validate import positive_int
 
     positive_int("repeats", cfg.repeats)
@@ -253,11 +253,13 @@ TYPED = ("train", "eval", "plot", "data", "bench", "report")  # what users type;
 
 
 def _refuse_existing_run(overrides: list[str]) -> None:
-    from aerun.checkpoint import CHECKPOINT
-
     for item in overrides:
         key, _, value = item.partition("=")
-        if key == "hydra.run.dir" and (Path(value) / CHECKPOINT).exists():
+        if key != "hydra.run.dir":
+            continue
+        from aerun.checkpoint import CHECKPOINT  # it imports torch: only for a command line that names a run folder
+
+        if (Path(value) / CHECKPOINT).exists():
             raise UserError(f"{value} already holds a trained run; choose another hydra.run.dir, "
                             f"or continue it with: aerun train resume={value}")
 

@@ -234,3 +234,17 @@ def test_resuming_a_checkpoint_of_another_version_is_one_line(aerun_exe, make_cf
     ckpt.save(state, tmp_path / "old" / ckpt.CHECKPOINT)
     done = run(aerun_exe, "train", f"resume={tmp_path / 'old'}", "epochs=2", cwd=tmp_path)
     assert_one_line(done, "does not fit this aerun", "noise")
+
+
+@pytest.mark.parametrize("args", [["model=nope"], ["epochs=abc"], ["--help"]])
+def test_a_mistyped_command_line_and_the_help_are_answered_without_loading_torch(args):
+    """Importing torch takes about 2 s; a typo in a key, a choice or a type needs none of it."""
+    import sys
+
+    script = ("import sys\nfrom aerun.cli import main\n"
+              f"sys.argv = ['aerun', *{args!r}]\n"
+              "try:\n    main()\nexcept SystemExit as stop:\n    code = stop.code\n"
+              "print('torch loaded:', 'torch' in sys.modules, 'exit:', code, file=sys.stderr)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert "torch loaded: False" in done.stderr, done.stderr
+    assert ("exit: 0" if args == ["--help"] else "exit: 2") in done.stderr

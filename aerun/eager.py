@@ -12,6 +12,7 @@ optimiser), `optimizer.step()` is called as it is.
 
 from __future__ import annotations
 
+import functools
 import sys
 from typing import Any, Callable, Iterable
 
@@ -40,17 +41,13 @@ def build(make: Callable[..., Optimizer], params: Iterable[Any]) -> Optimizer:
     return make(params=params)
 
 
-_UPDATES: dict[type, Callable[..., Any]] = {}
-
-
+@functools.cache
 def _update(cls: type) -> Callable[..., Any]:
     """The class's own `step`, beneath torch's wrappers (hooks and profiling, grad mode and graph breaks)."""
-    if cls not in _UPDATES:
-        fn = cls.step
-        while hasattr(fn, "__wrapped__"):
-            fn = fn.__wrapped__
-        _UPDATES[cls] = fn
-    return _UPDATES[cls]
+    fn = cls.step
+    while hasattr(fn, "__wrapped__"):
+        fn = fn.__wrapped__
+    return fn
 
 
 def step(optimizer: Optimizer) -> None:

@@ -203,27 +203,28 @@ def code_digest() -> str:
     return digest.hexdigest()[:16]
 
 
-def provenance(checkpoint: Mapping[str, Any], device: torch.device | str, iw_samples: int) -> dict[str, Any]:
-    """What an evaluation was made of and by, besides its noise: the checkpoint (by its SHA-256), aerun's code,
-    the device and the importance samples. The data are verified by their SHA-256 whenever they are read."""
-    return {"checkpoint": checkpoint.get(ckpt.DIGEST), "code": code_digest(), "device": str(torch.device(device)),
-            "iw_samples": iw_samples}
+def provenance(digest: str | None, device: torch.device | str, iw_samples: int) -> dict[str, Any]:
+    """What an evaluation was made of and by, besides its noise: the checkpoint (by the SHA-256 it carries),
+    aerun's code, the device and the importance samples. The data are verified by their SHA-256 on every read."""
+    return {"checkpoint": digest, "code": code_digest(), "device": str(torch.device(device)), "iw_samples": iw_samples}
 
 
-def saved_evaluation(run_dir: Path, device: torch.device | str, noise: tuple[str, float] = ("none", 0.0),
+def saved_evaluation(run_dir: Path, device: torch.device | str, noise: tuple[str, float] = CLEAN,
                      noise_seed: int = 0, iw_samples: int = 0) -> dict[str, Any] | None:
     """The run's eval*.json where it is an evaluation of its present checkpoint with this noise and noise seed,
-    on this device, by this aerun; None otherwise (absent, unreadable, or made of anything else)."""
+    on this device, by this aerun; None otherwise (absent, unreadable, or made of anything else). The checkpoint
+    is read only when everything else matches."""
     try:
         saved = json.loads((Path(run_dir) / f"{eval_name(noise)}.json").read_text())
-        made = saved["provenance"], saved["noise"]
+        made, digest = (saved["provenance"], saved["noise"]), saved["provenance"]["checkpoint"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    checkpoint = ckpt.load(Path(run_dir) / ckpt.CHECKPOINT)
-    if checkpoint.get(ckpt.DIGEST) is None:  # written before checkpoints were checksummed: nothing to match
+    wanted = provenance(digest, device, iw_samples), {"name": noise[0], "level": noise[1], "seed": noise_seed}
+    if digest is None or made != wanted:  # None: a checkpoint written before checkpoints were checksummed
         return None
-    wanted = provenance(checkpoint, device, iw_samples), {"name": noise[0], "level": noise[1], "seed": noise_seed}
-    return {**saved, "run_dir": str(run_dir)} if made == wanted else None
+    if ckpt.load(Path(run_dir) / ckpt.CHECKPOINT).get(ckpt.DIGEST) != digest:  # retrained or resumed since
+        return None
+    return {**saved, "run_dir": str(run_dir)}
 
 
 def evaluate_run(
@@ -257,7 +258,7 @@ def evaluate_run(
         "trained_with_noise": {"name": trained_on["name"], "level": trained_on["level"]},
         "noise": {"name": noise[0], "level": noise[1], "seed": noise_seed},
         "showcase": {"indices": showcase, "labels": test.labels[showcase].tolist()},
-        "provenance": provenance(checkpoint, device, iw_samples),
+        "provenance": provenance(checkpoint.get(ckpt.DIGEST), device, iw_samples),
     }
     for key, m, name in (("model", model, checkpoint["model"]["name"]), ("pca", pca, None)):
         sse, codes = reconstruct(m, inputs, test.images)

@@ -96,7 +96,7 @@ def _report(cfg: DictConfig, root: Path, extra: list[str], seeds: int, start: fl
         ctx.ledger.start(part.key)
         SECTIONS[part.key](doc, ctx)
         ctx.ledger.close()  # Holm's adjustment over the part's comparisons, before any sentence is rendered
-    reused, made = ctx.evaluated
+    made, reused = ctx.evaluated["made"], ctx.evaluated["reused"]
     print(f"[report] evaluations: {made} made here, {reused} reused (saved by an earlier report or "
           "aerun eval, of the same checkpoints)", flush=True)
     root.mkdir(parents=True, exist_ok=True)

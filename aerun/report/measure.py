@@ -6,6 +6,7 @@ training digits, the unpooling decoders' side channel).
 from __future__ import annotations
 
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -27,7 +28,6 @@ from aerun.stats import Spread
 from aerun.train import EPOCH_LOG
 
 
-
 @dataclass
 class Context:
     cfg: DictConfig
@@ -36,7 +36,7 @@ class Context:
     settings: dict[str, list[Setting]] = field(default_factory=dict)  # by sweep name
     evaluations: dict[tuple[str, tuple[str, float]], dict[str, Any]] = field(default_factory=dict)  # (run, noise)
     ledger: Ledger = field(default_factory=Ledger)  # every comparison, by part
-    evaluated: list[int] = field(default_factory=lambda: [0, 0])  # [reused, made here]
+    evaluated: Counter[str] = field(default_factory=Counter)  # evaluations "made" here and "reused"
 
     @property
     def data_dir(self) -> str:
@@ -55,7 +55,7 @@ class Context:
         key = (str(job.run_dir), noise)
         if key not in self.evaluations:
             saved = saved_evaluation(job.run_dir, self.device, noise, self.cfg.noise_seed)
-            self.evaluated[saved is None] += 1
+            self.evaluated["reused" if saved else "made"] += 1
             self.evaluations[key] = saved or evaluate(job.run_dir, self.data_dir, self.device, noise,
                                                       self.cfg.noise_seed)
         return self.evaluations[key]

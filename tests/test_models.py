@@ -97,6 +97,43 @@ def test_the_three_conv_decoders_differ_only_in_upsampling():
     assert len(set(sizes.values())) == 1, sizes
 
 
+@pytest.mark.parametrize("upsample", ["unpool", "deconv", "unpool_deconv"])
+@pytest.mark.parametrize("activation", ["relu", "none"])
+def test_pooling_before_the_activation_is_the_textbook_network_exactly(upsample, activation):
+    """The deconv encoder pools before its activation (cheaper); outputs and every gradient must be those of
+    convolution - activation - pooling, bit for bit, on inputs that leave many windows all negative (which is
+    where the pooling indices differ, so the unpooling decoders keep the textbook order)."""
+    torch.manual_seed(0)
+    model = build("conv", upsample=upsample, activation=activation)
+    assert model.pool_first == (upsample == "deconv")
+    x = torch.randn(64, 1, 28, 28)  # half the pixels negative: many windows pool a value <= 0
+
+    def textbook(x: torch.Tensor) -> torch.Tensor:
+        h, side = x.contiguous(memory_format=torch.channels_last), []
+        for conv in model.encoder:
+            h = conv(h)
+            h = torch.relu(h) if activation == "relu" else h
+            size = h.shape
+            h, indices = torch.nn.functional.max_pool2d(h, 2, return_indices=True)
+            side.append((indices, size))
+        return model.decode_with_side(h, side)
+
+    grads = []
+    for forward in (textbook, lambda x: model.decode_with_side(*model.encode_with_side(x))):
+        model.zero_grad()
+        out = forward(x)
+        ((out - x) ** 2).mean().backward()
+        grads.append((out.detach(), [p.grad.clone() for p in model.parameters()]))
+    (ref, ref_grads), (out, out_grads) = grads
+    assert torch.equal(ref, out)
+    assert all(torch.equal(a, b) for a, b in zip(ref_grads, out_grads))
+    assert all(g.abs().sum() > 0 for g in out_grads)  # every layer learns: the comparison is not of zeros
+
+
+def test_sigmoid_and_tanh_conv_encoders_keep_the_textbook_order():
+    assert not build("conv", activation="sigmoid").pool_first and not build("conv", activation="tanh").pool_first
+
+
 def test_unpooling_puts_values_back_where_the_maxima_were():
     # a decoder with identity-like layers is hard to build; check the mechanism the model relies on
     model = build("conv", upsample="unpool")

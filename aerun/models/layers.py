@@ -16,10 +16,13 @@ NONLINEARITIES: dict[str, Callable[[], nn.Module]] = {
 }
 
 
-def activation(name: str, key: str) -> nn.Module:
-    """The activation called `name`; a UserError naming the config `key` for an unknown one."""
+def activation(name: str, key: str, inplace: bool = False) -> nn.Module:
+    """The activation called `name`; a UserError naming the config `key` for an unknown one. With `inplace`, a ReLU
+    overwrites its input (for a layer whose input no backward pass reads, such as a convolution's output)."""
     if name not in NONLINEARITIES:
         raise UserError(f"{key}={name!r} is not an activation; allowed: {', '.join(NONLINEARITIES)}")
+    if name == "relu":
+        return nn.ReLU(inplace=inplace)
     return NONLINEARITIES[name]()
 
 

@@ -24,10 +24,9 @@ from omegaconf.errors import OmegaConfBaseException
 from aerun import atomic, schema
 from aerun.errors import EnvironmentFailure, UserError
 from aerun.models import Autoencoder, build
+from aerun.runs import CHECKPOINT, PREVIOUS
 
 FORMAT = 1
-CHECKPOINT = Path("checkpoints") / "last.pt"
-PREVIOUS = Path("checkpoints") / "previous.pt"
 DIGEST = "sha256"
 log = logging.getLogger(__name__)
 

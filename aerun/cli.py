@@ -162,7 +162,6 @@ def eval_command(cfg: DictConfig) -> None:
 def plot_command(cfg: DictConfig) -> None:
     from aerun.plot import plot
     from aerun.train import resolve_device
-
     from aerun.validate import positive_int
 
     positive_int("filters", cfg.filters)
@@ -335,6 +334,10 @@ def continue_sweep(combos: list[list[str]], configs: list[DictConfig], checked_a
 
 def check_composed(config_name: str, cfg: DictConfig, output_key: str) -> None:
     """The checks of one composed job: its values, and the folders it will write or read."""
+    if config_name in ("eval", "plot"):  # first, and before torch is loaded: the folder holds a run
+        from aerun.runs import find_runs
+
+        find_runs(_required_run(cfg, "run", config_name))
     from aerun import validate
 
     if config_name in ("train", "bench"):  # the others write beside a run, or under `dir`

@@ -24,6 +24,7 @@ from aerun.errors import UserError
 from aerun.models import PCA, Autoencoder, family
 from aerun.noise import corrupt, generator
 from aerun.probe import Fit, probe
+from aerun.runs import find_runs
 from aerun.stats import Spread
 
 EVAL_BATCH = 4096
@@ -32,19 +33,6 @@ T = TypeVar("T")
 
 
 # --------------------------------------------------------------------------- runs and sweeps
-
-
-def find_runs(path: Path, key: str = "run") -> list[Path]:
-    """The run directories under `path`: itself if it is a run, else the jobs of a sweep."""
-    path = Path(path)
-    if not path.is_dir():
-        raise UserError(f"{key}={path} is not a directory; pass a run or sweep directory under outputs/")
-    if (path / ckpt.CHECKPOINT).exists():
-        return [path]
-    jobs = [p.parent.parent for p in path.glob(f"*/{ckpt.CHECKPOINT}")]
-    if not jobs:
-        raise UserError(f"{key}={path} holds no {ckpt.CHECKPOINT} and no sweep jobs with one; train first")
-    return sorted(jobs, key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))
 
 
 def is_sweep(path: Path, runs: list[Path]) -> bool:

@@ -22,10 +22,11 @@ from aerun import atomic
 from aerun import checkpoint as ckpt
 from aerun.data import load_split
 from aerun.errors import UserError
-from aerun.evaluate import (encode, find_runs, fitted_pca, group_by_setting, is_sweep, job_labels, noisy_test_inputs,
+from aerun.evaluate import (encode, fitted_pca, group_by_setting, is_sweep, job_labels, noisy_test_inputs,
                             reconstruct, setting_digest, without_seed)
 from aerun.models import ACTIVATIONS, CODE_SPACE, CODE_USAGE, FILTERS, KERNELS, PCA, SAMPLES, Autoencoder
 from aerun.noise import generator
+from aerun.runs import find_runs
 from aerun.train import EPOCH_LOG, ITER_FIELDS, ITER_LOG
 
 FIGURES = "figures"

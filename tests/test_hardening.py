@@ -236,11 +236,14 @@ def test_resuming_a_checkpoint_of_another_version_is_one_line(aerun_exe, make_cf
     assert_one_line(done, "does not fit this aerun", "noise")
 
 
-@pytest.mark.parametrize("args", [["model=nope"], ["epochs=abc"], ["--help"]])
-def test_a_mistyped_command_line_and_the_help_are_answered_without_loading_torch(args):
-    """Importing torch takes about 2 s; a typo in a key, a choice or a type needs none of it."""
+@pytest.mark.parametrize("args", [["model=nope"], ["epochs=abc"], ["--help"], ["eval", "run={tmp}/nothing"],
+                                  ["eval", "run={tmp}"], ["plot"], ["plot", "run={tmp}"]])
+def test_a_mistyped_command_line_and_the_help_are_answered_without_loading_torch(args, tmp_path):
+    """Importing torch takes about 2 s; a typo in a key, a choice or a type, or a folder that holds no run,
+    needs none of it."""
     import sys
 
+    args = [a.format(tmp=tmp_path) for a in args]
     script = ("import sys\nfrom aerun.cli import main\n"
               f"sys.argv = ['aerun', *{args!r}]\n"
               "try:\n    main()\nexcept SystemExit as stop:\n    code = stop.code\n"

@@ -1,0 +1,24 @@
+"""Where runs live on disk: a run's checkpoint files, and the runs of a sweep. No torch here, so a command given
+the wrong folder is answered before torch is loaded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aerun.errors import UserError
+
+CHECKPOINT = Path("checkpoints") / "last.pt"
+PREVIOUS = Path("checkpoints") / "previous.pt"
+
+
+def find_runs(path: Path, key: str = "run") -> list[Path]:
+    """The run directories under `path`: itself if it is a run, else the jobs of a sweep."""
+    path = Path(path)
+    if not path.is_dir():
+        raise UserError(f"{key}={path} is not a directory; pass a run or sweep directory under outputs/")
+    if (path / CHECKPOINT).exists():
+        return [path]
+    jobs = [p.parent.parent for p in path.glob(f"*/{CHECKPOINT}")]
+    if not jobs:
+        raise UserError(f"{key}={path} holds no {CHECKPOINT} and no sweep jobs with one; train first")
+    return sorted(jobs, key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))

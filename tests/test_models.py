@@ -131,7 +131,10 @@ def test_pooling_before_the_activation_is_the_textbook_network_exactly(upsample,
 
 
 def test_sigmoid_and_tanh_conv_encoders_keep_the_textbook_order():
-    assert not build("conv", activation="sigmoid").pool_first and not build("conv", activation="tanh").pool_first
+    # the deconv decoder, where a ReLU encoder pools first: only the activation keeps these in the textbook order
+    assert build("conv", upsample="deconv").pool_first
+    assert not build("conv", upsample="deconv", activation="sigmoid").pool_first
+    assert not build("conv", upsample="deconv", activation="tanh").pool_first
 
 
 def test_unpooling_puts_values_back_where_the_maxima_were():

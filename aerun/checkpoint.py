@@ -22,6 +22,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from aerun import atomic, schema
+from aerun.data.base import IMAGE_SHAPE
 from aerun.errors import EnvironmentFailure, UserError
 from aerun.models import Autoencoder, build
 from aerun.runs import CHECKPOINT, PREVIOUS
@@ -68,6 +69,7 @@ def make(
             "builder": builder,
             "args": {k: list(v) if isinstance(v, tuple) else v for k, v in args.items()},
             "code_dim": int(model.code_dim),
+            "in_shape": [int(v) for v in model.in_shape],
             "state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         },
         "optimizer": None if optimizer is None else on_cpu(optimizer.state_dict()),
@@ -206,10 +208,17 @@ def completed(config: dict[str, Any], path: Path) -> dict[str, Any]:
                         "it was written by another version") from None
 
 
+def in_shape(checkpoint: dict[str, Any]) -> tuple[int, ...]:
+    """The image shape (C, H, W) a checkpoint's model was built for; 1×28×28 for one written before shapes were
+    stored (every data set then was MNIST-like)."""
+    return tuple(int(v) for v in checkpoint["model"].get("in_shape", IMAGE_SHAPE))
+
+
 def rebuild(checkpoint: dict[str, Any], device: torch.device | str = "cpu") -> Autoencoder:
     """The model a checkpoint describes, with its weights, in eval mode."""
     spec = checkpoint["model"]
-    model = build(spec["builder"], **{k: tuple(v) if isinstance(v, list) else v for k, v in spec["args"].items()})
+    args = {k: tuple(v) if isinstance(v, list) else v for k, v in spec["args"].items()}
+    model = build(spec["builder"], in_shape=in_shape(checkpoint), **args)
     try:
         model.load_state_dict(spec["state"])
     except RuntimeError:

@@ -226,14 +226,9 @@ def report_command(cfg: DictConfig) -> Path:
 
 
 def data_command(cfg: DictConfig) -> None:
-    from aerun.data import IDX_DATASETS, ensure
+    from aerun.data import dataset
 
-    name = cfg.dataset.name
-    if name not in IDX_DATASETS:
-        print(f"{name} is made in memory; nothing to fetch")
-        return
-    raw = ensure(name, Path(cfg.paths.data_dir))
-    print(f"{name}: verified (SHA-256) in {raw}")
+    print(dataset(cfg.dataset, Path(cfg.paths.data_dir)).prepare())
 
 
 COMMANDS: dict[str, Callable[[DictConfig], object]] = {

@@ -19,7 +19,7 @@ from torch import nn
 
 from aerun import atomic
 from aerun import checkpoint as ckpt
-from aerun.data import IMAGE_SHAPE, load_split
+from aerun.data import IMAGE_SHAPE, floats, load_split, shape_text, showcase
 from aerun.errors import UserError
 from aerun.models import PCA, Autoencoder, family
 from aerun.noise import corrupt, generator
@@ -57,12 +57,14 @@ def job_labels(runs: list[Path]) -> list[str]:
 def reconstruct(
     model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor | None = None, batch_size: int = EVAL_BATCH
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """SSE of each image against `targets` (default: the inputs), float64 (N,), and the codes (N, code_dim)."""
+    """SSE of each image against `targets` (default: the inputs), float64 (N,), and the codes (N, code_dim).
+    Inputs and targets are floats in [0, 1] or uint8 pixels (made floats batch by batch)."""
     model.eval()
     targets = inputs if targets is None else targets
     errors, codes = [], []
     for x, y in zip(inputs.split(batch_size), targets.split(batch_size)):
-        recon, code = model(x)
+        recon, code = model(floats(x))
+        y = floats(y)
         errors.append((recon - y).double().pow(2).flatten(1).sum(1))
         codes.append(code)
     return torch.cat(errors), torch.cat(codes)
@@ -88,7 +90,7 @@ def noisy_test_inputs(images: torch.Tensor, noise: tuple[str, float], seed: int)
     """
     if noise[0] == "none" or noise[1] == 0:
         return images
-    return corrupt(images.cpu(), *noise, generator(seed, "cpu")).to(images.device)
+    return corrupt(floats(images.cpu()), *noise, generator(seed, "cpu")).to(images.device)
 
 
 def summarise(sse: torch.Tensor, pixels: int) -> dict[str, float]:
@@ -106,12 +108,11 @@ def fitted_pca(dataset: Mapping[str, Any], k: int, data_dir: Path | str, device:
     The full basis is fitted once per data set and process; every k is its top-k slice.
     k is capped at the number of pixels: an overcomplete code is compared with the full basis.
     """
-    dim = math.prod(IMAGE_SHAPE)
-    k = min(k, dim)
     key = (json.dumps(dict(dataset), sort_keys=True, default=str), str(Path(data_dir).resolve()), str(device))
     if key not in _PCA_CACHE:
         train = load_split(dataset, "train", data_dir, device)
-        _PCA_CACHE[key] = PCA(dim).to(device).fit(train.images).eval()
+        _PCA_CACHE[key] = PCA(math.prod(train.shape), train.shape).to(device).fit(train.pixels).eval()
+    k = min(k, _PCA_CACHE[key].code_dim)
     return _PCA_CACHE[key].top(k)
 
 
@@ -128,21 +129,22 @@ def code_probe(model: nn.Module, dataset: Mapping[str, Any], data_dir: Path | st
     how the probe's fit ended."""
     train = load_split(dataset, "train", data_dir, device)
     test = load_split(dataset, "test", data_dir, device)
-    return probe(features(model, train.images), train.labels, features(model, test.images), test.labels)
+    return probe(features(model, train.pixels), train.labels, features(model, test.pixels), test.labels,
+                 train.n_classes)
 
 
 @torch.no_grad()
 def encode(model: nn.Module, images: torch.Tensor, batch_size: int = EVAL_BATCH) -> torch.Tensor:
     """The codes of `images` (N, code_dim), without decoding them."""
     model.eval()
-    return torch.cat([model.encode(x).flatten(1) for x in images.split(batch_size)])
+    return torch.cat([model.encode(floats(x)).flatten(1) for x in images.split(batch_size)])
 
 
 @torch.no_grad()
 def features(model: nn.Module, images: torch.Tensor, batch_size: int = EVAL_BATCH) -> torch.Tensor:
     """What the linear probe reads of `images`: a family's `features` (its code, unless it says otherwise)."""
     model.eval()
-    return torch.cat([model.features(x).flatten(1) for x in images.split(batch_size)])
+    return torch.cat([model.features(floats(x)).flatten(1) for x in images.split(batch_size)])
 
 
 def cached_probe(what: str, dataset: Mapping[str, Any], data_dir: Path | str, device: torch.device | str,
@@ -227,12 +229,11 @@ def evaluate_run(
     model = ckpt.rebuild(checkpoint, device)
     dataset = checkpoint["config"]["dataset"]
     test = load_split(dataset, "test", data_dir, device)
+    check_shape(model, test.shape, run_dir, dataset["name"])
     pca = fitted_pca(dataset, model.code_dim, data_dir, device)
-    showcase = [int(i) for i in dataset["showcase"]]
-    if max(showcase) >= len(test):
-        raise UserError(f"dataset.showcase index {max(showcase)} is past the test split's {len(test)} images")
-    pixels = test.images[0].numel()
-    inputs = noisy_test_inputs(test.images, noise, noise_seed)
+    shown = showcase(dataset, test)
+    pixels = math.prod(test.shape)
+    inputs = noisy_test_inputs(test.pixels, noise, noise_seed)
     trained_on = checkpoint["config"]["noise"]
     result: dict[str, Any] = {
         "dataset": dataset["name"],
@@ -245,31 +246,42 @@ def evaluate_run(
         "step": checkpoint["step"],
         "trained_with_noise": {"name": trained_on["name"], "level": trained_on["level"]},
         "noise": {"name": noise[0], "level": noise[1], "seed": noise_seed},
-        "showcase": {"indices": showcase, "labels": test.labels[showcase].tolist()},
+        "shape": list(test.shape),
+        "showcase": {"indices": shown, "labels": test.labels[shown].tolist() if test.labels is not None else None},
         "provenance": provenance(checkpoint.get(ckpt.DIGEST), device, iw_samples),
     }
     for key, m, name in (("model", model, checkpoint["model"]["name"]), ("pca", pca, None)):
-        sse, codes = reconstruct(m, inputs, test.images)
+        sse, codes = reconstruct(m, inputs, test.pixels)
         entry = ({"name": name, "builder": checkpoint["model"]["builder"], "code_dim": model.code_dim} if name
-                 else {"k": pca.code_dim})
-        result[key] = {**entry, **summarise(sse, pixels), "showcase_sse": sse[showcase].tolist()}
+                 else {"k": pca.code_dim, "lossless": pca.code_dim >= pixels})
+        result[key] = {**entry, **summarise(sse, pixels), "showcase_sse": sse[shown].tolist()}
         if name:
             result[key]["code"] = code_statistics(codes)
     if int(dataset.get("val_size") or 0):  # the held-out training images, measured as the test split is
         val = load_split(dataset, "val", data_dir, device)
-        sse, _ = reconstruct(model, noisy_test_inputs(val.images, noise, noise_seed), val.images)
+        sse, _ = reconstruct(model, noisy_test_inputs(val.pixels, noise, noise_seed), val.pixels)
         result["validation"] = {"n_images": len(val), **summarise(sse, pixels)}
-    if inputs is test.images:  # the probes read clean codes; a noisy evaluation is about reconstruction
+    if inputs is test.pixels and test.labels is None:
+        result["probe"] = f"no probe: {dataset['name']} has no labels"
+    if inputs is test.pixels and test.labels is not None:  # the probes read clean codes; noisy: reconstruction
         accuracy, fit = code_probe(model, dataset, data_dir, device)
         result["model"]["probe_accuracy"], result["model"]["probe_fit"] = accuracy, fit.as_dict()
         if pca.code_dim < pixels:  # the whole basis is the pixels rotated: nothing to compare, nothing to fit
             accuracy, fit = cached_probe(f"pca-{pca.code_dim}", dataset, data_dir, device, pca)
             result["pca"]["probe_accuracy"], result["pca"]["probe_fit"] = accuracy, fit.as_dict()
-        result["pixels_probe_accuracy"] = cached_probe("pixels", dataset, data_dir, device, Pixels())[0]
+        result["pixels_probe_accuracy"] = cached_probe("pixels", dataset, data_dir, device, Pixels(test.shape))[0]
+    if inputs is test.pixels:
         measures = model.measures(test.images, noise_seed, **({"iw_samples": iw_samples} if iw_samples else {}))
         if measures:
             result["model"][model.measures_key] = measures
     return result
+
+
+def check_shape(model: Autoencoder, shape: tuple[int, ...], run_dir: Path | str, name: str) -> None:
+    """A model meets images of the shape it was built for, or one line saying both."""
+    if tuple(shape) != tuple(model.in_shape):
+        raise UserError(f"{run_dir} was trained on images of {shape_text(model.in_shape)} and {name} gives "
+                        f"{shape_text(shape)}: a model reads images of its own shape only")
 
 
 def evaluate(
@@ -369,7 +381,7 @@ def metrics_table(rows: list[tuple[str, int, Mapping[str, float]]]) -> list[str]
 
 def run_markdown(result: Mapping[str, Any]) -> str:
     model, pca = result["model"], result["pca"]
-    pca_label = pca_name(pca["k"])
+    pca_label = pca_name(pca["k"], pca.get("lossless"))
     lines = [
         f"# Evaluation of {result['run_dir']}",
         "",
@@ -387,6 +399,7 @@ def run_markdown(result: Mapping[str, Any]) -> str:
            f"{model['name']} {model['probe_accuracy']:.2%}, "
            + (f"{pca_label} {pca['probe_accuracy']:.2%}, " if "probe_accuracy" in pca else "")
            + f"raw pixels {result['pixels_probe_accuracy']:.2%}.", ""] if "probe_accuracy" in model else []),
+        *([f"Linear probe: none ({result['dataset']} has no labels).", ""] if "probe" in result else []),
         *metrics_table([(model["name"], model["code_dim"], model), (pca_label, pca["k"], pca)]),
         "",
         "## Showcase images",
@@ -394,15 +407,18 @@ def run_markdown(result: Mapping[str, Any]) -> str:
         _row(["test index", "label", f"{model['name']} SSE", f"{pca_label} SSE"]),
         _row(["---"] * 4),
     ]
-    showcase = result["showcase"]
-    for i, label, a, b in zip(showcase["indices"], showcase["labels"], model["showcase_sse"], pca["showcase_sse"]):
+    shown = result["showcase"]
+    labels = shown["labels"] or ["-"] * len(shown["indices"])
+    for i, label, a, b in zip(shown["indices"], labels, model["showcase_sse"], pca["showcase_sse"]):
         lines.append(_row([i, label, a, b]))
     return "\n".join(lines) + "\n"
 
 
-def pca_name(k: int) -> str:
-    """PCA-30; PCA-784 is the whole basis, which reconstructs exactly and compares nothing."""
-    return f"PCA-{k}" + (" (lossless)" if k >= math.prod(IMAGE_SHAPE) else "")
+def pca_name(k: int, lossless: bool | None = None) -> str:
+    """PCA-30; PCA-784 is the whole basis, which reconstructs exactly and compares nothing. `lossless` says it for
+    any shape (an evaluation's pca.lossless); without it, k is compared with MNIST's 784 pixels."""
+    whole = lossless if lossless is not None else k >= math.prod(IMAGE_SHAPE)
+    return f"PCA-{k}" + (" (lossless)" if whole else "")
 
 
 def _probe_cell(entry: Mapping[str, Any]) -> Any:
@@ -416,7 +432,7 @@ def sweep_markdown(sweep: Mapping[str, Any]) -> str:
     for job in sweep["jobs"]:
         m, p = job["model"], job["pca"]
         lines.append(_row([job["label"], m["name"], m["code_dim"], m["sse_per_image"], m["mse"], m["psnr_db"],
-                           _probe_cell(m), pca_name(p["k"]), p["sse_per_image"], _probe_cell(p),
+                           _probe_cell(m), pca_name(p["k"], p.get("lossless")), p["sse_per_image"], _probe_cell(p),
                            f"{m['code']['fraction_zero']:.1%}", job["epoch"]]))
     groups = sweep.get("groups", [])
     if any(g["n"] > 1 for g in groups):

@@ -20,9 +20,9 @@ from torch import nn
 
 from aerun import atomic
 from aerun import checkpoint as ckpt
-from aerun.data import load_split
+from aerun.data import Split, floats, label_names, load_split, shape_text, showcase as pick_showcase
 from aerun.errors import UserError
-from aerun.evaluate import (encode, fitted_pca, group_by_setting, is_sweep, job_labels, noisy_test_inputs,
+from aerun.evaluate import (check_shape, encode, fitted_pca, group_by_setting, is_sweep, job_labels, noisy_test_inputs,
                             reconstruct, setting_digest, without_seed)
 from aerun.models import ACTIVATIONS, CODE_SPACE, CODE_USAGE, FILTERS, KERNELS, PCA, SAMPLES, Autoencoder
 from aerun.noise import generator
@@ -36,7 +36,8 @@ MANIFOLD_MAX_CODE = 32  # code-space figures for bottlenecks this small or small
 
 @dataclass
 class Row:
-    """One row of an image grid: n images (n, H, W) or (n, 1, H, W), titles optional."""
+    """One row of an image grid: n images (n, H, W) or (n, C, H, W) with C 1 or 3 (drawn in colour), titles
+    optional."""
 
     label: str
     images: torch.Tensor
@@ -81,14 +82,20 @@ def image_grid(rows: Sequence[Row], path: Path, title: str) -> Path:
     axes = fig.subplots(len(rows), 1, squeeze=False)[:, 0]
     for ax, row in zip(axes, rows):
         images = row.images.detach().float().cpu()
-        images = images[:, 0] if images.dim() == 4 else images
-        height, width = images.shape[-2:]
+        colour = images.dim() == 4 and images.shape[1] == 3
+        images = images.permute(0, 2, 3, 1) if colour else (images[:, 0] if images.dim() == 4 else images)
+        height, width = images.shape[1:3]
         gap = max(1, width // 7)
-        strip = torch.full((height, n * (width + gap) - gap), float("nan"))
+        # a colour strip is drawn as it is (values clipped to [0, 1]; gaps white), a grey one through its colour map
+        strip = torch.full((height, n * (width + gap) - gap, *images.shape[3:]), 1.0 if colour else float("nan"))
         for c, image in enumerate(images[:n]):
             strip[:, c * (width + gap): c * (width + gap) + width] = image
-        cmap = matplotlib.colormaps[row.cmap].with_extremes(bad="white")
-        ax.imshow(strip.numpy(), cmap=cmap, vmin=row.vmin, vmax=row.vmax, interpolation="nearest")
+        if colour:
+            low, high = row.vmin if row.vmin is not None else 0.0, row.vmax if row.vmax is not None else 1.0
+            ax.imshow(((strip - low) / (high - low)).clamp(0, 1).numpy(), interpolation="nearest")
+        else:
+            cmap = matplotlib.colormaps[row.cmap].with_extremes(bad="white")
+            ax.imshow(strip.numpy(), cmap=cmap, vmin=row.vmin, vmax=row.vmax, interpolation="nearest")
         ax.set_xticks([])
         ax.set_yticks([])
         for spine in ax.spines.values():
@@ -134,7 +141,7 @@ def normalised(weights: torch.Tensor) -> torch.Tensor:
 
 
 def first_layer_filters(model: Autoencoder) -> torch.Tensor | None:
-    """Encoder filters as 28x28 images, where the family declares them (each unit's input weights; PCA: its
+    """Encoder filters as images of the input's shape, where the family declares them (each unit's input weights; PCA: its
     components)."""
     return model.encoder_filters() if FILTERS in model.figures else None
 
@@ -237,8 +244,9 @@ def loss_figures(histories: Sequence[Curves], out_dir: Path) -> list[Path]:
     return [_save(it_fig, out_dir / "loss_iter.png"), _save(ep_fig, out_dir / "loss_epoch.png")]
 
 
-def reconstructions_figure(models: Sequence[Loaded], test, showcase: list[int], pca: PCA, out: Path, title: str) -> Path:
-    originals = test.images[showcase]
+def reconstructions_figure(models: Sequence[Loaded], test: Split, showcase: list[int], pca: PCA, out: Path,
+                           title: str) -> Path:
+    originals = test.take(showcase)
     reference = output_row(f"PCA-{pca.code_dim}", pca, originals)
     rows = [Row("original", originals), reference]
     for m in models:
@@ -300,14 +308,14 @@ def activations_figure(models: Sequence[Loaded], test, showcase: list[int], out:
     for m in models:
         if ACTIVATIONS not in m.model.figures:
             continue
-        _, codes = reconstruct(m.model, test.images)
+        _, codes = reconstruct(m.model, test.pixels)
         maps = code_maps(torch.cat([codes.mean(0, keepdim=True), codes[showcase]]))
         zero = (codes == 0).double().mean().item()
-        titles = [f"mean ({zero:.0%} zero)"] + [f"digit {int(label)}" for label in test.labels[showcase].tolist()]
+        titles = [f"mean ({zero:.0%} zero)"] + label_names(test, showcase)
         rows.append(Row(m.label, maps, titles, cmap="viridis", vmin=0, vmax=float(codes[showcase].max())))
     if not rows:
         return None
-    return image_grid(rows, out, "Code activations: mean over the test split, then each showcase digit")
+    return image_grid(rows, out, "Code activations: mean over the test split, then each showcase image")
 
 
 def denoising_figure(
@@ -315,12 +323,12 @@ def denoising_figure(
     test, showcase: list[int], seed: int, out: Path,
 ) -> Path | None:
     """For each model: its noisy inputs, the baseline's outputs, its own outputs; SSE against the clean digits."""
-    clean = test.images[showcase]
+    clean = test.take(showcase)
     rows = []
     for m, (name, level) in zip(models, noises):
         if name == "none":
             continue
-        noisy = noisy_test_inputs(test.images, (name, level), seed)[showcase]  # the draw `aerun eval` scores
+        noisy = floats(noisy_test_inputs(test.pixels, (name, level), seed)[showcase])  # the draw `aerun eval` scores
         rows.append(Row(f"{name} {level:g}", noisy, sse_titles((noisy - clean).pow(2).flatten(1).sum(1))))
         if baseline is not None:
             rows.append(output_row(baseline.label, baseline.model, noisy, clean))
@@ -336,7 +344,7 @@ def manifold_figures(model: Loaded, test, showcase: list[int], pixel_noise, code
     if CODE_SPACE not in m.figures or m.code_dim > MANIFOLD_MAX_CODE:
         return []
     gen = generator(seed, "cpu")  # drawn on the CPU: the same moves on every device
-    digit = test.images[showcase[2 % len(showcase)]]
+    digit = test.take(showcase[2 % len(showcase)])
     samples = 8
     written = []
     pixel_rows = [Row("original", digit[None])]
@@ -353,7 +361,7 @@ def manifold_figures(model: Loaded, test, showcase: list[int], pixel_noise, code
             code_rows.append(Row(f"code noise {level:g}", m.decode(moved)))
         written.append(image_grid(code_rows, out_dir / "manifold_code.png",
                                   f"{model.label}: noise added to the {m.code_dim}-d code, then decoded"))
-        a, b = test.images[showcase[2 % len(showcase)]], test.images[showcase[7 % len(showcase)]]
+        a, b = test.take(showcase[2 % len(showcase)]), test.take(showcase[7 % len(showcase)])
         t = torch.linspace(0, 1, 10, device=a.device).view(-1, 1, 1, 1)
         za, zb = m.encode(a[None]), m.encode(b[None])
         inter_rows = [
@@ -383,23 +391,29 @@ def latent_map_figure(model: Loaded, test, out: Path, side: int = 15) -> Path | 
     m = model.model
     if m.code_dim != 2 or CODE_SPACE not in m.figures:
         return None
-    codes = encode(m, test.images).cpu()
+    codes = encode(m, test.pixels).cpu()
     lo, hi = codes.quantile(0.005, dim=0), codes.quantile(0.995, dim=0)
     fig = Figure(figsize=(12, 5.8), layout="constrained")
     left, right = fig.subplots(1, 2)
-    points = left.scatter(codes[:, 0].numpy(), codes[:, 1].numpy(), c=test.labels.cpu().numpy(), cmap="tab10",
-                          vmin=-0.5, vmax=9.5, s=2, alpha=0.6, rasterized=True)
-    fig.colorbar(points, ax=left, ticks=range(10), label="digit")
+    if test.labels is not None:
+        classes = max(10, test.n_classes)
+        points = left.scatter(codes[:, 0].numpy(), codes[:, 1].numpy(), c=test.labels.cpu().numpy(),
+                              cmap="tab10" if classes <= 10 else "tab20", vmin=-0.5, vmax=classes - 0.5, s=2,
+                              alpha=0.6, rasterized=True)
+        fig.colorbar(points, ax=left, ticks=range(test.n_classes), label="class")
+    else:
+        left.scatter(codes[:, 0].numpy(), codes[:, 1].numpy(), s=2, alpha=0.6, rasterized=True)
     left.set(xlim=(lo[0].item(), hi[0].item()), ylim=(lo[1].item(), hi[1].item()), xlabel="code 1", ylabel="code 2",
-             title=f"{len(codes):,} test digits' codes")
+             title=f"{len(codes):,} test images' codes")
     xs = torch.linspace(lo[0].item(), hi[0].item(), side)
     ys = torch.linspace(hi[1].item(), lo[1].item(), side)  # top row: the highest code 2, as in the scatter
     grid = torch.stack(torch.meshgrid(ys, xs, indexing="ij")[::-1], dim=-1).view(-1, 2)
     with torch.no_grad():
-        images = m.decode(grid.to(next(m.parameters()).device)).cpu()[:, 0]
-    h, w = images.shape[-2:]
-    mosaic_image = images.view(side, side, h, w).permute(0, 2, 1, 3).reshape(side * h, side * w)
-    right.imshow(mosaic_image.numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest",
+        images = m.decode(grid.to(next(m.parameters()).device)).cpu().clamp(0, 1)
+    c, h, w = images.shape[1:]
+    mosaic_image = images.view(side, side, c, h, w).permute(0, 3, 1, 4, 2).reshape(side * h, side * w, c)
+    right.imshow(mosaic_image.numpy() if c == 3 else mosaic_image[..., 0].numpy(), cmap="gray", vmin=0, vmax=1,
+                 interpolation="nearest",
                  extent=(lo[0].item(), hi[0].item(), lo[1].item(), hi[1].item()), aspect="auto")
     right.set(xlabel="code 1", ylabel="code 2", title=f"decoded at a {side}x{side} grid of codes over the same area")
     fig.suptitle(f"{model.label}: the 2-d code space (central 99 % of the test codes on each axis)", fontsize=10)
@@ -431,7 +445,7 @@ def code_noise_figure(models: Sequence[Loaded], test, showcase: list[int], level
                       out: Path, samples: int = 8) -> Path:
     """Part 5's code-space moves for several models, one above the other: one digit, each model's code of it
     plus noise at each level, decoded. Every model gets the same noise draw per level (its first code_dim numbers)."""
-    digit = test.images[showcase[2 % len(showcase)]]
+    digit = test.take(showcase[2 % len(showcase)])
     rows = [Row("original", digit[None])]
     for loaded in models:
         m = loaded.model
@@ -445,17 +459,24 @@ def code_noise_figure(models: Sequence[Loaded], test, showcase: list[int], level
     return image_grid(rows, out, "Noise added to each model's code of one digit, then decoded")
 
 
-def ood_inputs(kind: str, data_dir: Path | str, device: str, seed: int, n: int = 10) -> tuple[str, torch.Tensor]:
+def ood_inputs(kind: str, data_dir: Path | str, device: str, seed: int, shape: Sequence[int],
+               n: int = 10) -> tuple[str, torch.Tensor]:
+    """Ten inputs unlike the training data: uniform noise of the models' shape, or another data set's test images
+    (one of the same shape)."""
     if kind not in OOD_KINDS:
         raise UserError(f"ood={kind!r} is not allowed; allowed: {', '.join(OOD_KINDS)}")
     if kind == "noise":
-        images = torch.rand((n, 1, 28, 28), generator=generator(seed, "cpu")).to(device)
+        images = torch.rand((n, *shape), generator=generator(seed, "cpu")).to(device)
         return "uniform random images", images
-    return f"{kind} test images 0-{n - 1}", load_split({"name": kind}, "test", data_dir, device).images[:n]
+    other = load_split({"name": kind}, "test", data_dir, device)
+    if tuple(other.shape) != tuple(shape):
+        raise UserError(f"ood={kind} gives images of {shape_text(other.shape)} and the models read "
+                        f"{shape_text(shape)}; choose a data set of their shape, or ood=noise")
+    return f"{kind} test images 0-{n - 1}", other.take(slice(0, n))
 
 
 def ood_figure(models: Sequence[Loaded], kind: str, data_dir, device: str, seed: int, out: Path) -> Path:
-    name, inputs = ood_inputs(kind, data_dir, device, seed)
+    name, inputs = ood_inputs(kind, data_dir, device, seed, models[0].model.in_shape)
     rows = [Row("input", inputs)] + [output_row(m.label, m.model, inputs) for m in models]
     return image_grid(rows, out, f"Inputs unlike the training data ({name}) and their reconstructions")
 
@@ -493,8 +514,10 @@ def plot(
     if ood not in OOD_KINDS:
         raise UserError(f"ood={ood!r} is not allowed; allowed: {', '.join(OOD_KINDS)}")
     dataset = models[0].checkpoint["config"]["dataset"]
-    showcase = [int(i) for i in dataset["showcase"]]
     test = load_split(dataset, "test", data_dir, device)
+    for m in loaded:
+        check_shape(m.model, test.shape, m.run, dataset["name"])
+    showcase = pick_showcase(dataset, test)
     span = f"{dataset['name']} test images {showcase[0]}–{showcase[-1]}"
 
     def noise_of(m: Loaded) -> tuple[str, float]:

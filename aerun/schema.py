@@ -24,12 +24,17 @@ SCHEMA = "train_schema"
 
 @dataclass
 class DatasetConfig:
-    """The dataset group's keys (conf/dataset/*.yaml set name and showcase, synthetic its size and seed)."""
+    """The dataset group's keys (conf/dataset/*.yaml; aerun.data for what each data set reads)."""
 
     name: str = MISSING
-    showcase: list[int] = MISSING   # ten test indices, one of each class, drawn in figures and tables
+    showcase: Optional[list[int]] = None  # test indices drawn in figures and tables; null: one of each class, or the first ten
     binarize: str = "none"          # none (grey pixels) | dynamic (a fresh Bernoulli draw every epoch) | static (one)
     val_size: int = 0               # training images held out for validation (never trained on); 0: none
+    classes: Optional[list[int]] = None  # train and test on the images of these labels only; null: all
+    path: Optional[str] = None      # folder: a folder of images; npz: an .npz file
+    size: Optional[list[int]] = None     # folder, synthetic: [H, W] every image is scaled and centre-cropped to
+    channels: Optional[int] = None  # folder, synthetic: 1 (grey) or 3 (RGB); null: as the images are (folder), 1
+    test_fraction: float = 0.2      # folder without train/ and test/: the share of images held out for testing
     n_train: Optional[int] = None   # synthetic: images per split, and the seed they are made from
     n_test: Optional[int] = None
     seed: Optional[int] = None

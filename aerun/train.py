@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from aerun import checkpoint as ckpt
 from aerun import atomic, eager, failures, runlock, schema
-from aerun.data import load_split
+from aerun.data import Split, data_shape, floats, load_split, showcase
 from aerun.errors import EnvironmentFailure, UserError
 from aerun.evaluate import features, sse_per_image
 from aerun.models import Autoencoder, build, builder_args
@@ -182,8 +182,9 @@ def train_epoch(
     noise_generator: torch.Generator | None = None,
     shift: int = 0,
     binarize: bool = False,
+    device: torch.device | str | None = None,
 ) -> torch.Tensor:
-    """One pass over `images`; returns (steps, 1 + terms) of [reconstruction term, each regulariser] per step.
+    """One pass over `images` (uint8 pixels, made floats in [0, 1] batch by batch, or floats); returns (steps, 1 + terms) of [reconstruction term, each regulariser] per step.
 
     The regularisers are `objective.names`, in that order (see aerun.objective).
 
@@ -192,13 +193,16 @@ def train_epoch(
     moved by up to `shift` pixels (data augmentation; input and target move together). With `binarize`
     (dataset.binarize=dynamic), each pixel of each batch is then drawn afresh as 0 or 1 with its grey level as
     the probability, from the epoch's generator, so every epoch sees another binary draw of the training set.
+    `device` is where the model is, when the images are not there (a split too large for a GPU's memory).
     """
     model.train()
+    device = torch.device(device) if device is not None else images.device
     n_steps = -(-images.shape[0] // batch_size)
-    record = torch.empty(n_steps, 1 + len(objective.names), device=images.device)
+    record = torch.empty(n_steps, 1 + len(objective.names), device=device)
     with tqdm(total=n_steps, desc=desc, unit="batch", leave=False, disable=None) as bar:
         for i, idx in enumerate(batches(images.shape[0], batch_size, generator, images.device)):
-            x = random_shift(images.index_select(0, idx), shift, generator)  # index_select: faster than images[idx]
+            batch = images.index_select(0, idx)  # index_select: faster than images[idx]
+            x = random_shift(floats(batch.to(device, non_blocking=True)), shift, generator)
             if binarize:
                 x = (draw(torch.rand, x, generator) < x).to(x.dtype)
             reconstruction, terms = loss_terms(model, corrupt(x, *noise, noise_generator), x, objective, generator)
@@ -218,7 +222,7 @@ def train_epoch(
 
 
 def mean_mse(model: Autoencoder, images: torch.Tensor) -> float:
-    """Mean squared error per pixel over a whole split (the test loss of each epoch)."""
+    """Mean squared error per pixel over a whole split (the test loss of each epoch): uint8 pixels or floats."""
     return (sse_per_image(model, images).sum() / images.numel()).item()
 
 
@@ -342,12 +346,12 @@ def health_warning(cfg: DictConfig, model: Autoencoder, test_images: torch.Tenso
         cause += f", or the training noise (noise={cfg.noise.name}, level {cfg.noise.level:g}) too strong"
     model.eval()
     with torch.no_grad():
-        recon = model(test_images[:256])[0]
+        recon = model(floats(test_images[:256]).to(model_device(model)))[0]
     if torch.equal(recon.amax(0), recon.amin(0)):
         return (f"the network's output no longer depends on its input (every image gives the same "
                 f"reconstruction: {model.collapse}); {cause}")
     if mean_image is not None:
-        test_mse, blank = mean_mse(model, test_images), (test_images - mean_image).pow(2).mean().item()
+        test_mse, blank = mean_mse(model, test_images), spread_around(test_images, mean_image)
         if test_mse >= blank:
             return (f"the test MSE ended at {test_mse:.4g}, no better than the mean training image's {blank:.4g}: "
                     f"the network has learnt nothing of its inputs ({model.collapse}, or too few epochs "
@@ -356,6 +360,32 @@ def health_warning(cfg: DictConfig, model: Autoencoder, test_images: torch.Tenso
     if first is not None and last is not None and last > DIVERGED * first:
         return f"the training loss ended at {last:.4g}, above its first step's {first:.4g}; {cause}"
     return None
+
+
+def model_device(model: Autoencoder) -> torch.device:
+    return next(iter(model.parameters()), torch.zeros(())).device
+
+
+def mean_of(pixels: torch.Tensor, batch: int = 4096) -> torch.Tensor:
+    """The mean image of a split, as floats in [0, 1], summed batch by batch (float64)."""
+    total = sum(floats(chunk).double().sum(0) for chunk in pixels.split(batch))
+    return (total / len(pixels)).float()
+
+
+def spread_around(pixels: torch.Tensor, image: torch.Tensor, batch: int = 4096) -> float:
+    """The mean squared difference of a split's pixels from one image: what the mean image scores."""
+    total = sum((floats(chunk.to(image.device)) - image).double().pow(2).sum().item() for chunk in pixels.split(batch))
+    return total / pixels.numel()
+
+
+# Images whose floats a family's `start_from_data` reads at most: the whole split for MNIST (47 M values, the
+# bias its conv AEs start from exactly as before), the first images of a larger one.
+START_VALUES = 1 << 28
+
+
+def first_images(split: Split, device: torch.device) -> torch.Tensor:
+    n = max(1, min(len(split), START_VALUES // max(1, math.prod(split.shape))))
+    return split.take(slice(0, n)).to(device)
 
 
 def train(cfg: DictConfig, run_dir: Path, *, resume: bool = False,
@@ -397,7 +427,11 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool,
 
     torch.manual_seed(cfg.seed)
     args = builder_args(cfg.model)
-    model = build(cfg.model.builder, **args).to(device)
+    shape = data_shape(cfg.dataset, cfg.paths.data_dir)
+    if state and tuple(state["model"].get("in_shape", shape)) != tuple(shape):
+        raise UserError(f"{run_dir} was trained on images of {'×'.join(map(str, state['model']['in_shape']))} and "
+                        f"{cfg.dataset.name} now gives {'×'.join(map(str, shape))}: it cannot be resumed on them")
+    model = build(cfg.model.builder, in_shape=shape, **args).to(device)
     if state:
         model.load_state_dict(state["model"]["state"])
     config = OmegaConf.to_container(cfg, resolve=True)
@@ -411,6 +445,9 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool,
     val_set = load_split(cfg.dataset, "val", cfg.paths.data_dir, device) if cfg.dataset.val_size else None
     objective = Objective.of(cfg, model)
     measures = validation_measures(cfg) if val_set is not None else ()
+    if "val_probe" in measures and train_set.labels is None:
+        raise UserError(f"search.metric=val_probe fits a linear probe on labels, and {cfg.dataset.name} has none; "
+                        "search on val_loss")
     history = History(run_dir, upto_epoch=done, terms=objective.names, validation=measures)
     held_out = f" / {len(val_set)} validation" if val_set is not None else ""
     log.info("training %s (%s, code %d) on %s: %d train%s / %d test images, device %s", cfg.model.name,
@@ -419,24 +456,24 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool,
     def validate() -> dict[str, float] | None:
         if val_set is None:
             return None
-        found = {"val_loss": mean_mse(model, val_set.images)}
+        found = {"val_loss": mean_mse(model, val_set.pixels)}
         if "val_probe" in measures:
-            found["val_probe"] = probe_accuracy(features(model, train_set.images), train_set.labels,
-                                                features(model, val_set.images), val_set.labels)
+            found["val_probe"] = probe_accuracy(features(model, train_set.pixels), train_set.labels,
+                                                features(model, val_set.pixels), val_set.labels, train_set.n_classes)
         return found
 
     if model.fitted:
         start = time.perf_counter()
-        model.fit(train_set.images)
-        record = torch.tensor([[mean_mse(model, train_set.images)]])
-        test_loss = mean_mse(model, test_set.images)
+        model.fit(train_set.pixels)
+        record = torch.tensor([[mean_mse(model, train_set.pixels)]])
+        test_loss = mean_mse(model, test_set.pixels)
         history.append(0, 0, record, test_loss, time.perf_counter() - start, validate())
         ckpt.save(ckpt.make(**describe, epoch=0, step=0), path)
         log.info("fitted: train MSE %.5f, test MSE %.5f", record[0, 0].item(), test_loss)
         return {"run_dir": str(run_dir), "epochs": 0, "test_loss": test_loss}
 
     if not state:
-        model.start_from_data(train_set.images)  # e.g. the conv AEs' output bias (see ConvAutoencoder)
+        model.start_from_data(first_images(train_set, device))  # e.g. the conv AEs' output bias (ConvAutoencoder)
     optimizer = eager.build(instantiate(cfg.optimizer), model.parameters())
     step, test_loss = 0, float("nan")
     if state:
@@ -445,18 +482,18 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool,
         log.info("resuming from epoch %d (step %d)", done, step)
     events = None
     if cfg.logger == "tensorboard":
-        events = EventLog(run_dir, test_set.images[[int(i) for i in cfg.dataset.showcase]])
+        events = EventLog(run_dir, test_set.take(showcase(cfg.dataset, test_set)).to(device))
     for epoch in range(done + 1, cfg.epochs + 1):
         start = time.perf_counter()
         lr = learning_rate(cfg.optimizer.lr, cfg.lr_schedule, epoch, cfg.epochs)
         for group in optimizer.param_groups:
             group["lr"] = lr
         record = train_epoch(
-            model, optimizer, train_set.images,
+            model, optimizer, train_set.pixels,
             batch_size=cfg.batch_size, generator=epoch_generator(cfg.seed, epoch),
             objective=objective, desc=f"epoch {epoch}/{cfg.epochs}",
             noise=(cfg.noise.name, cfg.noise.level), noise_generator=epoch_generator(cfg.noise_seed, epoch),
-            shift=cfg.augment_shift, binarize=cfg.dataset.binarize == "dynamic",
+            shift=cfg.augment_shift, binarize=cfg.dataset.binarize == "dynamic", device=device,
         )
         finite = torch.isfinite(record).all(dim=1)
         if not finite.all():
@@ -470,7 +507,7 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool,
             raise UserError(f"the loss became non-finite at epoch {epoch}, step {bad}; {kept}; "
                             "try a smaller optimizer.lr")
         seconds = time.perf_counter() - start
-        test_loss, validation = mean_mse(model, test_set.images), validate()
+        test_loss, validation = mean_mse(model, test_set.pixels), validate()
         kept = history.sizes()
         try:  # the epoch's rows and its checkpoint are written together, or neither is
             history.append(epoch, step, record, test_loss, seconds, validation)
@@ -493,7 +530,7 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool,
             return {"run_dir": str(run_dir), "epochs": epoch, "test_loss": test_loss, "pruned_at": epoch}
     if events:
         events.close()
-    warning = health_warning(cfg, model, test_set.images, history, train_set.images.mean(0))
+    warning = health_warning(cfg, model, test_set.pixels, history, mean_of(train_set.pixels).to(device))
     if warning:
         log.warning("warning: %s", warning)
     return {"run_dir": str(run_dir), "epochs": cfg.epochs, "test_loss": test_loss, "warning": warning}

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from aerun import data
+from aerun.data import idx
 from aerun.data import IdxDataset, IdxFile, ensure, load_split, read_idx, synthetic
 from aerun.errors import UserError
 
@@ -38,12 +39,13 @@ def tiny(tmp_path):
 
     def make(*fetchers):
         spec = IdxDataset(folder="Tiny", **files, fetchers=fetchers)
-        data.IDX_DATASETS["tiny"] = spec
+        data.register_idx("tiny", spec)
         return spec
 
     yield make, fetch_ok, arrays, blobs
     data.IDX_DATASETS.pop("tiny", None)
-    data._load_cached.cache_clear()
+    data.DATASETS.pop("tiny", None)
+    data.clear_caches()
 
 
 def test_read_idx_round_trip(tmp_path):
@@ -128,7 +130,7 @@ def test_fetched_file_with_wrong_digest_is_not_placed(tmp_path):
     src = tmp_path / "fetched"
     src.write_bytes(b"not the real file")
     with pytest.raises(RuntimeError, match="SHA-256"):
-        data._place_verified(src, tmp_path / "raw" / "x", IdxFile("x", "0" * 64))
+        idx._place_verified(src, tmp_path / "raw" / "x", IdxFile("x", "0" * 64))
     assert not (tmp_path / "raw" / "x").exists()
 
 
@@ -150,9 +152,10 @@ def test_a_download_that_writes_wrong_bytes_is_refused_and_the_next_source_tried
     assert ensure("tiny", tmp_path) == tmp_path / "Tiny" / "raw" and tried == ["wrong", "wrong", "right"]
 
 
-def test_unknown_dataset_lists_known():
-    with pytest.raises(UserError, match="known: fashion_mnist, kmnist, mnist, synthetic"):
-        ensure("cifar", Path("."))
+def test_unknown_dataset_lists_the_registered_ones():
+    with pytest.raises(UserError, match="unknown dataset 'cifar'; registered: cifar10, fashion_mnist, folder, kmnist, "
+                                        "mnist, npz, synthetic"):
+        load_split({"name": "cifar"}, "test", Path("."), "cpu")
 
 
 def test_synthetic_is_deterministic_and_in_range():
@@ -174,6 +177,6 @@ def test_gzipped_idx_folder_is_unpacked_and_verified(tiny, tmp_path):
     spec = make()
     for key, idx_file in zip(("train_images", "train_labels", "test_images", "test_labels"), spec.files):
         (source / f"{idx_file.name}.gz").write_bytes(gzip.compress(blobs[key]))
-    make(data.fetch_from_gz_dir(str(source)))
+    make(idx.fetch_from_gz_dir(str(source)))
     ensure("tiny", tmp_path / "data")
     assert read_idx(spec.raw_dir(tmp_path / "data") / spec.train_labels.name).tolist() == arrays["train_labels"].tolist()

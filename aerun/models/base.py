@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aerun.data import IMAGE_SHAPE
+from aerun.data.base import IMAGE_SHAPE, shape_text
 from aerun.errors import UserError
 from aerun.objective import CONTRACTIVE, L1, Term, jacobian_norm, l1
 
@@ -51,14 +51,18 @@ FIGURES = (FILTERS, ACTIVATIONS, KERNELS, CODE_SPACE, SAMPLES, CODE_USAGE)
 
 
 class Autoencoder(nn.Module):
-    """The base class of every family: images (B, 1, 28, 28) in [0, 1] -> a code (B, code_dim) -> images.
+    """The base class of every family: images (B, C, H, W) in [0, 1] -> a code (B, code_dim) -> images.
 
     A family writes `encode` and `decode` (and sets `self.code_dim`, else it is measured on one image);
     `forward` is written once, here. A family whose decoder needs more than the code (the unpooling
     decoders need the encoder's pooling indices) overrides `encode_with_side` and `decode_with_side`.
+
+    The image shape (C, H, W) comes from the data: a family whose `__init__` takes `in_shape` is built with the
+    data's and passes it on to `Autoencoder.__init__`, which sets `self.in_shape`; one that does not take it is
+    built for 1×28×28 only.
     """
 
-    in_shape: ClassVar[tuple[int, ...]] = IMAGE_SHAPE
+    in_shape: tuple[int, ...] = IMAGE_SHAPE
     fitted: ClassVar[bool] = False
     terms: ClassVar[tuple[Term, ...]] = (L1, CONTRACTIVE)
     measures_key: ClassVar[str | None] = None
@@ -66,6 +70,11 @@ class Autoencoder(nn.Module):
     reconstruction_name: ClassVar[str] = "MSE"
     collapse: ClassVar[str] = "dead ReLU units"  # what a health warning calls an output that ignores its input
     code_dim: int
+
+    def __init__(self, in_shape: Sequence[int] | None = None) -> None:
+        super().__init__()
+        if in_shape is not None:
+            self.in_shape = tuple(int(s) for s in in_shape)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError(f"{type(self).__name__} does not define encode(x)")
@@ -81,7 +90,7 @@ class Autoencoder(nn.Module):
         return self.decode(h)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(reconstruction (B, 1, 28, 28), code (B, code_dim))."""
+        """(reconstruction (B, C, H, W), code (B, code_dim))."""
         h, side = self.encode_with_side(x)
         return self.decode_with_side(h, side), h.flatten(1)
 
@@ -144,7 +153,7 @@ class Autoencoder(nn.Module):
                                                   for k, v in measures.items()) + "."
 
     def encoder_filters(self) -> torch.Tensor | None:
-        """(units, H, W): the input weights of each first-layer unit, for `filters` figures."""
+        """(units, C, H, W): the input weights of each first-layer unit, for `filters` figures."""
         return None
 
     def kernels(self) -> list[tuple[str, torch.Tensor]]:
@@ -238,9 +247,17 @@ def families() -> dict[str, type[Autoencoder]]:
     return dict(FAMILIES)
 
 
+SHAPE = "in_shape"  # the constructor argument that comes from the data, never from a preset
+
+
 def _parameters(cls: type[Autoencoder]) -> dict[str, inspect.Parameter]:
+    """The constructor arguments a preset may set (the image shape comes from the data)."""
     return {k: p for k, p in inspect.signature(cls).parameters.items()
-            if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+            if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and k != SHAPE}
+
+
+def takes_shape(cls: type[Autoencoder]) -> bool:
+    return SHAPE in inspect.signature(cls).parameters
 
 
 def _plain(value: Any) -> Any:
@@ -305,16 +322,25 @@ def _describe(hint: Any) -> str:
         hint, getattr(hint, "__name__", str(hint)))
 
 
-def build(name: str, **kwargs: Any) -> Autoencoder:
-    """A model of family `name` with these constructor arguments; unknown or mistyped ones are one UserError."""
+def build(name: str, in_shape: Sequence[int] = IMAGE_SHAPE, **kwargs: Any) -> Autoencoder:
+    """A model of family `name` for images of `in_shape` (C, H, W) with these constructor arguments; unknown or
+    mistyped ones, and a shape the family cannot take, are one UserError."""
     cls = family(name)
     params = _parameters(cls)
     unknown = sorted(set(kwargs) - set(params))
     if unknown:
         raise UserError(f"builder {name!r} takes no argument {unknown[0]!r}; it takes: {', '.join(params)}")
     check_types(name, kwargs)
-    model = cls(**kwargs)
+    in_shape = tuple(int(s) for s in in_shape)
+    if takes_shape(cls):
+        model = cls(in_shape=in_shape, **kwargs)
+    elif in_shape != tuple(cls.in_shape):
+        raise UserError(f"model builder {name!r} ({cls.__module__}.{cls.__name__}) is built for "
+                        f"{shape_text(cls.in_shape)} images and the data are {shape_text(in_shape)}; its __init__ "
+                        "takes no in_shape (see \"Writing your own family\"), so use data of its shape")
+    else:
+        model = cls(**kwargs)
     if not hasattr(model, "code_dim"):  # measured on one blank image, once
         with torch.no_grad():
-            model.code_dim = int(model.encode(torch.zeros(1, *cls.in_shape)).flatten(1).shape[1])
+            model.code_dim = int(model.encode(torch.zeros(1, *model.in_shape)).flatten(1).shape[1])
     return model

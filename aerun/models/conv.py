@@ -8,6 +8,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from aerun.data.base import IMAGE_SHAPE
 from aerun.errors import UserError
 from aerun.models.base import KERNELS, Autoencoder, register
 from aerun.models.layers import activation as make_activation
@@ -34,7 +35,7 @@ def check_channels(channels: Sequence[int], in_shape: Sequence[int]) -> None:
         levels += 1
     if not isinstance(channels, Sequence) or not 1 <= len(channels) <= levels:
         raise UserError(f"model.channels={list(channels) if isinstance(channels, Sequence) else channels!r} is not "
-                        f"allowed; it takes 1 to {levels} widths, one per 2x2 pooling of a {in_shape[1]}-pixel image")
+                        f"allowed; it takes 1 to {levels} widths, one per 2x2 pooling of a {in_shape[1]}x{in_shape[2]} image")
     bad = [w for w in channels if not isinstance(w, int) or isinstance(w, bool) or w <= 0]
     if bad:
         raise UserError(f"model.channels has width {bad[0]!r}; channel widths are positive integers")
@@ -42,7 +43,8 @@ def check_channels(channels: Sequence[int], in_shape: Sequence[int]) -> None:
 
 @register("conv")
 class ConvAutoencoder(Autoencoder):
-    """Encoder: [conv 3x3 (stride 1) - ReLU - 2x2 max-pool] per entry of `channels` (28 -> 14 -> 7 -> 3).
+    """Encoder: [conv 3x3 (stride 1) - ReLU - 2x2 max-pool] per entry of `channels` (28 -> 14 -> 7 -> 3). Any
+    C×H×W with min(H, W) >= 2^len(channels) works: an odd side is undone exactly (2s + 1), H and W each on its own.
     The decoder mirrors it, then one last 3x3 convolution maps to the output: 2 * len(channels) + 1
     convolutional layers in all.
 
@@ -71,8 +73,9 @@ class ConvAutoencoder(Autoencoder):
         activation: str = "relu",
         output_activation: str = "relu",
         output_bias: str = "data_mean",
+        in_shape: Sequence[int] = IMAGE_SHAPE,
     ) -> None:
-        super().__init__()
+        super().__init__(in_shape)
         if upsample not in UPSAMPLERS:
             raise UserError(f"model.upsample={upsample!r} is not allowed; allowed: {', '.join(UPSAMPLERS)}")
         if output_bias not in OUTPUT_BIASES:
@@ -87,11 +90,12 @@ class ConvAutoencoder(Autoencoder):
         self.unpool = nn.MaxUnpool2d(2)
         # mirror: channels[-1] -> ... -> channels[0], then channels[0] -> channels[0] before the output layer
         back = [*reversed(channels), channels[0]]
-        sizes = [self.in_shape[1]]  # the side before each pooling: 28, 14, 7
+        sizes = [tuple(self.in_shape[1:])]  # (H, W) before each pooling: 28x28, 14x14, 7x7 for MNIST
         for _ in channels[1:]:
-            sizes.append(sizes[-1] // 2)
+            sizes.append((sizes[-1][0] // 2, sizes[-1][1] // 2))
         self.decoder = nn.ModuleList(
-            self._up_layer(a, b, odd=side % 2 == 1) for a, b, side in zip(back[:-1], back[1:], reversed(sizes))
+            self._up_layer(a, b, odd=(h % 2 == 1, w % 2 == 1))
+            for a, b, (h, w) in zip(back[:-1], back[1:], reversed(sizes))
         )
         self.output = nn.Conv2d(channels[0], self.in_shape[0], 3, padding=1)
         # in place: every activation here follows a convolution or a pooling, whose backward passes do not read
@@ -111,13 +115,14 @@ class ConvAutoencoder(Autoencoder):
             mean = min(max(images.mean().item(), 1e-3), 1 - 1e-3)
             self.output.bias.fill_(START_AT[self.output_activation](mean))
 
-    def _up_layer(self, n_in: int, n_out: int, odd: bool) -> nn.Module:
+    def _up_layer(self, n_in: int, n_out: int, odd: tuple[bool, bool]) -> nn.Module:
         if self.upsample == "unpool":
             return nn.Conv2d(n_in, n_out, 3, padding=1)
         if self.upsample == "unpool_deconv":
             return nn.ConvTranspose2d(n_in, n_out, 3, padding=1)
-        # stride 2 doubles the side; an odd side before pooling (7 -> 3) needs 2s + 1
-        return nn.ConvTranspose2d(n_in, n_out, 3, stride=2, padding=0 if odd else 1, output_padding=0 if odd else 1)
+        # stride 2 doubles a side; an odd side before pooling (7 -> 3) needs 2s + 1: each of H and W on its own
+        pad = tuple(0 if o else 1 for o in odd)
+        return nn.ConvTranspose2d(n_in, n_out, 3, stride=2, padding=pad, output_padding=pad)
 
     def encode_with_side(self, x: torch.Tensor) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Size]]]:
         """The code as feature maps (B, C, 3, 3), channels-last as the decoder reads it, and, per pooling,

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from aerun.data.base import IMAGE_SHAPE
 from aerun.errors import UserError
 from aerun.models.base import ACTIVATIONS, CODE_SPACE, FILTERS, Autoencoder, register
 from aerun.models.layers import check_widths, stack
@@ -33,8 +34,9 @@ class MLPAutoencoder(Autoencoder):
         code_activation: str = "relu",
         output_activation: str = "relu",
         reconstruction: str = "mse",
+        in_shape: Sequence[int] = IMAGE_SHAPE,
     ) -> None:
-        super().__init__()
+        super().__init__(in_shape)
         if reconstruction not in RECONSTRUCTIONS:
             raise UserError(f"model.reconstruction={reconstruction!r} is not allowed; allowed: {', '.join(RECONSTRUCTIONS)}")
         if reconstruction == "bernoulli" and output_activation != "sigmoid":
@@ -69,7 +71,7 @@ class MLPAutoencoder(Autoencoder):
         return nll, self.common_terms(inputs, code, weights)
 
     def encoder_filters(self) -> torch.Tensor:
-        return self.encoder[0].weight.view(-1, *self.in_shape[1:])
+        return self.encoder[0].weight.view(-1, *self.in_shape)
 
     @property
     def bounded_output(self) -> bool:

@@ -8,6 +8,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
+from aerun.data.base import IMAGE_SHAPE
 from aerun.errors import UserError
 from aerun.models.base import ACTIVATIONS, CODE_SPACE, SAMPLES, Autoencoder, register
 from aerun.models.layers import check_widths, stack
@@ -46,8 +47,9 @@ class VariationalAutoencoder(Autoencoder):
         activation: str = "relu",
         reconstruction: str = "bernoulli",
         sigma: float = 0.1,
+        in_shape: Sequence[int] = IMAGE_SHAPE,
     ) -> None:
-        super().__init__()
+        super().__init__(in_shape)
         if reconstruction not in RECONSTRUCTIONS:
             raise UserError(f"model.reconstruction={reconstruction!r} is not allowed; "
                             f"allowed: {', '.join(RECONSTRUCTIONS)}")

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from aerun.data.base import IMAGE_SHAPE
 from aerun.errors import UserError
 from aerun.models.base import CODE_USAGE, KERNELS, Autoencoder, register
 from aerun.objective import Term
@@ -50,8 +51,12 @@ class VectorQuantised(Autoencoder):
     collapse = "every grid position of every image chose the same codebook entries, or dead ReLU units"
 
     def __init__(self, channels: Sequence[int] = (16, 32), embedding_dim: int = 16, codebook_size: int = 128,
-                 quantize: bool = True, restart_every: int = 100) -> None:
-        super().__init__()
+                 quantize: bool = True, restart_every: int = 100, in_shape: Sequence[int] = IMAGE_SHAPE) -> None:
+        super().__init__(in_shape)
+        if self.in_shape[1] % 4 or self.in_shape[2] % 4:
+            raise UserError(f"model=vqvae takes images whose sides are multiples of 4 (two stride-2 convolutions and "
+                            f"their transposes), and these are {self.in_shape[1]}x{self.in_shape[2]}; "
+                            "give the data dataset.size=[H,W] with H and W multiples of 4")
         if len(channels) != 2 or any(not isinstance(c, int) or c <= 0 for c in channels):
             raise UserError(f"model.channels={list(channels)!r} is not allowed; the VQ-VAE takes two positive widths, "
                             "one per stride-2 convolution (28 -> 14 -> 7)")

@@ -19,6 +19,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from aerun.data.base import IMAGE_SHAPE
 from aerun.errors import UserError
 from aerun.models.base import ACTIVATIONS, CODE_SPACE, FILTERS, Autoencoder, register
 from aerun.models.layers import check_widths, stack
@@ -32,8 +33,9 @@ class WinnerTakeAll(Autoencoder):
 
     figures = frozenset({FILTERS, ACTIVATIONS, CODE_SPACE})
 
-    def __init__(self, code: int = 2000, encoder: Sequence[int] = (), sparsity_rate: float = 0.05) -> None:
-        super().__init__()
+    def __init__(self, code: int = 2000, encoder: Sequence[int] = (), sparsity_rate: float = 0.05,
+                 in_shape: Sequence[int] = IMAGE_SHAPE) -> None:
+        super().__init__(in_shape)
         if not 0 < sparsity_rate <= 1:
             raise UserError(f"model.sparsity_rate={sparsity_rate!r} is not allowed; it is the fraction of a batch "
                             "each code unit keeps, in (0, 1] (1: no sparsity)")
@@ -75,4 +77,4 @@ class WinnerTakeAll(Autoencoder):
         return self.decoder(h).view(-1, *self.in_shape)
 
     def encoder_filters(self) -> torch.Tensor:
-        return self.encoder[0].weight.view(-1, *self.in_shape[1:])
+        return self.encoder[0].weight.view(-1, *self.in_shape)

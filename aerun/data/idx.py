@@ -1,14 +1,9 @@
-"""Data sets: fetch, verify by SHA-256, and load a whole split as one tensor on the device.
-
-A split lives on the training device as one float tensor (N, 1, 28, 28) in [0, 1];
-training takes batches by index (see `aerun.train.batches`), so there is no
-per-sample Python, no PIL and no DataLoader here.
-"""
+"""The MNIST-like data sets (mnist, fashion_mnist, kmnist): four IDX files each, fetched, verified by SHA-256
+and read as uint8 (N, 1, 28, 28) with their labels."""
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import gzip
 import hashlib
 import io
@@ -20,17 +15,15 @@ import tarfile
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable
 
 import numpy as np
 import torch
 
+from aerun.data.base import IMAGE_SHAPE, Dataset, Images, register_dataset
 from aerun.errors import UserError
 
 log = logging.getLogger(__name__)
-
-IMAGE_SHAPE = (1, 28, 28)
-SPLITS = ("train", "test")
 
 
 @dataclass(frozen=True)
@@ -216,18 +209,48 @@ FASHION_MNIST = mnist_layout(
 # download (MD5 of the archives) and by the IDX structure checks of `read_idx`.
 KMNIST = mnist_layout("KMNIST", (None,) * 4, (fetch_with_torchvision,))
 
-IDX_DATASETS: dict[str, IdxDataset] = {"mnist": MNIST, "fashion_mnist": FASHION_MNIST, "kmnist": KMNIST}
-IN_MEMORY = ("synthetic",)
+IDX_DATASETS: dict[str, IdxDataset] = {}
 
 
-def known_datasets() -> list[str]:
-    return sorted([*IDX_DATASETS, *IN_MEMORY])
+class IdxData(Dataset):
+    """A data set in MNIST's four IDX files under paths.data_dir (its spec in IDX_DATASETS, by name)."""
+
+    fetched = True
+
+    def load(self, split: str) -> Images:
+        name = self.cfg["name"]
+        spec = _spec(name)
+        raw = ensure(name, self.data_dir)
+        files = (spec.train_images, spec.train_labels) if split == "train" else (spec.test_images, spec.test_labels)
+        images = torch.from_numpy(read_idx(raw / files[0].name).copy())
+        labels = torch.from_numpy(read_idx(raw / files[1].name).astype(np.int64))
+        if images.shape[1:] != IMAGE_SHAPE[1:] or images.shape[0] != labels.shape[0]:
+            raise UserError(f"{raw / files[0].name} holds images of shape {tuple(images.shape)}, "
+                            f"expected (N, 28, 28) with one label each")
+        return Images(images.view(-1, *IMAGE_SHAPE), labels, tuple(str(k) for k in range(10)))
+
+    def shape(self) -> tuple[int, int, int]:
+        return IMAGE_SHAPE
+
+    def prepare(self) -> str:
+        return f"{self.cfg['name']}: verified (SHA-256) in {ensure(self.cfg['name'], self.data_dir)}"
+
+
+def register_idx(name: str, spec: IdxDataset) -> None:
+    """A data set in MNIST's layout under `name`: its files, and the class that reads them."""
+    IDX_DATASETS[name] = spec
+    register_dataset(name)(IdxData)
+
+
+register_idx("mnist", MNIST)
+register_idx("fashion_mnist", FASHION_MNIST)
+register_idx("kmnist", KMNIST)
 
 
 def _spec(name: str) -> IdxDataset:
     if name in IDX_DATASETS:
         return IDX_DATASETS[name]
-    raise UserError(f"unknown dataset {name!r}; known: {', '.join(known_datasets())}")
+    raise UserError(f"unknown IDX data set {name!r}; known: {', '.join(sorted(IDX_DATASETS))}")
 
 
 def ensure(name: str, data_dir: Path) -> Path:
@@ -292,104 +315,3 @@ def read_idx(path: Path) -> np.ndarray:
         raise UserError(f"{path} holds {len(blob)} bytes, its header promises {expected}; "
                         "delete it and run `aerun data`")
     return np.frombuffer(blob, dtype=_IDX_DTYPES[blob[2]], offset=header).reshape(shape)
-
-
-def synthetic(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """A tiny deterministic stand-in for MNIST: ten classes of blurred three-blob figures.
-
-    Returns uint8 images (n, 28, 28) and int64 labels (n,), a function of (n, seed) alone.
-    """
-    class_gen = torch.Generator().manual_seed(1234)
-    centres = 6 + 16 * torch.rand(10, 3, 2, generator=class_gen)  # three blobs per class, pixels
-    gen = torch.Generator().manual_seed(seed)
-    labels = torch.randint(0, 10, (n,), generator=gen)
-    where = centres[labels] + 1.5 * torch.randn(n, 3, 2, generator=gen)
-    grid = torch.arange(28, dtype=torch.float32)
-    dy = grid.view(1, 1, 28, 1) - where[..., 0, None, None]
-    dx = grid.view(1, 1, 1, 28) - where[..., 1, None, None]
-    images = torch.exp(-(dy**2 + dx**2) / 8.0).sum(1).clamp(0, 1)
-    return (images * 255).round().to(torch.uint8), labels
-
-
-@dataclass(frozen=True)
-class Split:
-    images: torch.Tensor  # float32 (N, 1, 28, 28) in [0, 1], on the device
-    labels: torch.Tensor  # int64 (N,), on the device
-
-    def __len__(self) -> int:
-        return self.images.shape[0]
-
-
-BINARIZE = ("none", "dynamic", "static")
-BINARY_SEED = 20161  # the one Bernoulli draw of a statically binarised split, the same for every model and run
-VAL_SEED = 52361     # which training images a validation split holds out: one draw, the same for every model
-
-
-def load_split(dataset: Mapping, split: str, data_dir: Path | str, device: torch.device | str) -> Split:
-    """Load one split of the data set described by a `dataset` config node onto `device`.
-
-    `dataset.binarize`: none, grey pixels in [0, 1]; static, one Bernoulli draw of each pixel (its grey level
-    the probability), fixed by BINARY_SEED, for both splits; dynamic, grey training images that training
-    binarises afresh every epoch (aerun.train), and the test split drawn once, as static. A node without the key
-    (one written before it existed, or a bare {"name": ...}) means none.
-
-    `dataset.val_size=N`: split `val` is N training images held out (one draw from VAL_SEED and the data set's
-    seed, the same for every model), and `train` is the rest; drawn once when binarised, as the test split is.
-    """
-    if split not in (*SPLITS, "val"):
-        raise UserError(f"unknown split {split!r}; known: {', '.join(SPLITS)}, val")
-    val_size = int(dataset.get("val_size") or 0)
-    if split == "val" and not val_size:
-        raise UserError("this run has no validation split; train with dataset.val_size=N to hold out N images")
-    source = "test" if split == "test" else "train"
-    name = dataset["name"]
-    if name == "synthetic":
-        key = (name, source, int(dataset[f"n_{source}"]), int(dataset["seed"]) + (source == "test"))
-    else:
-        key = (name, source, str(Path(data_dir).resolve()))
-    mode = dataset.get("binarize") or "none"
-    if mode not in BINARIZE:
-        raise UserError(f"dataset.binarize={mode!r} is not allowed; allowed: {', '.join(BINARIZE)}")
-    drawn_once = mode == "static" or (mode == "dynamic" and split != "train")
-    if source == "train" and val_size:
-        return _held_out(key, drawn_once, val_size, int(dataset.get("seed") or 0), split == "val", str(device))
-    return _binarized(key, str(device)) if drawn_once else _load_cached(key, str(device))
-
-
-@functools.lru_cache(maxsize=4)
-def _held_out(key: tuple, drawn_once: bool, val_size: int, seed: int, val: bool, device: str) -> Split:
-    """The validation images of a training split, or the training images without them."""
-    whole = _binarized(key, device) if drawn_once else _load_cached(key, device)
-    if not 0 < val_size < len(whole):
-        raise UserError(f"dataset.val_size={val_size} is not allowed: the training split has {len(whole)} images; "
-                        f"hold out between 1 and {len(whole) - 1}")
-    order = torch.randperm(len(whole), generator=torch.Generator().manual_seed(VAL_SEED + seed))
-    index = (order[:val_size] if val else order[val_size:]).sort().values.to(whole.images.device)
-    return Split(images=whole.images[index], labels=whole.labels[index])
-
-
-@functools.lru_cache(maxsize=4)
-def _binarized(key: tuple, device: str) -> Split:
-    """A split's one Bernoulli draw: drawn on the CPU from BINARY_SEED (and the split), so the same on every device."""
-    grey = _load_cached(key, device)
-    gen = torch.Generator().manual_seed(BINARY_SEED + SPLITS.index(key[1]))
-    images = (torch.rand(grey.images.shape, generator=gen) < grey.images.cpu()).float().to(device)
-    return Split(images=images, labels=grey.labels)
-
-
-@functools.lru_cache(maxsize=8)  # the report holds MNIST train and test and a few others
-def _load_cached(key: tuple, device: str) -> Split:
-    name, split = key[0], key[1]
-    if name == "synthetic":
-        images, labels = synthetic(key[2], key[3])
-    else:
-        spec = _spec(name)
-        raw = ensure(name, Path(key[2]))
-        files = (spec.train_images, spec.train_labels) if split == "train" else (spec.test_images, spec.test_labels)
-        images = torch.from_numpy(read_idx(raw / files[0].name).copy())
-        labels = torch.from_numpy(read_idx(raw / files[1].name).astype(np.int64))
-        if images.shape[1:] != IMAGE_SHAPE[1:] or images.shape[0] != labels.shape[0]:
-            raise UserError(f"{raw / files[0].name} holds images of shape {tuple(images.shape)}, "
-                            f"expected (N, 28, 28) with one label each")
-    images = images.to(device).float().div_(255).view(-1, *IMAGE_SHAPE)
-    return Split(images=images, labels=labels.to(device))

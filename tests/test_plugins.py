@@ -17,15 +17,16 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 SMOKE = ["dataset=synthetic", "epochs=2", "batch_size=64", "device=cpu"]
 
 
-def readme_example() -> dict[str, str]:
-    """The code blocks of the README's "Writing your own family": the module, the preset, the pyproject lines."""
-    section = README.read_text().split("### Writing your own family", 1)[1].split("\n## ", 1)[0]
+def readme_example(heading: str = "### Writing your own family") -> dict[str, str]:
+    """The code blocks of a README section ("Writing your own family"): the module, the preset, the pyproject lines."""
+    section = README.read_text().split(heading, 1)[1].split("\n### ", 1)[0].split("\n## ", 1)[0]
     blocks = dict(re.findall(r"```(python|yaml|toml)\n(.*?)```", section, re.S)[::-1])  # the first of each kind
     assert set(blocks) == {"python", "yaml", "toml"}, "the README's example lost a block"
     return blocks
 
 
-def install(site: Path, package: str, modules: dict[str, str], entry_points: dict[str, str]) -> None:
+def install(site: Path, package: str, modules: dict[str, str], entry_points: dict[str, str],
+            group: str = "aerun.models") -> None:
     """A distribution as pip leaves it in site-packages: its modules and a dist-info with its entry points."""
     (site / package).mkdir(parents=True, exist_ok=True)
     (site / package / "__init__.py").write_text("")
@@ -34,7 +35,7 @@ def install(site: Path, package: str, modules: dict[str, str], entry_points: dic
     info = site / f"{package}-0.1.dist-info"
     info.mkdir()
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {package}\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[aerun.models]\n" + "".join(f"{k} = {v}\n" for k, v in entry_points.items()))
+    (info / "entry_points.txt").write_text(f"[{group}]\n" + "".join(f"{k} = {v}\n" for k, v in entry_points.items()))
 
 
 @pytest.fixture
@@ -123,3 +124,40 @@ def test_a_broken_plugin_is_one_line_naming_its_entry_point(aerun_exe, tmp_path,
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith("aerun: error: the aerun.models entry point 'broken' (brokenpkg.family, from brokenpkg")
     assert fragment in done.stderr and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+
+
+def test_the_readme_dataset_trains_evaluates_and_plots_from_outside(aerun_exe, tmp_path):
+    """The README's scikit-learn digits, installed as a package of their own: an 8x8 data set aerun never saw."""
+    blocks = readme_example("### Writing your own dataset")
+    points = tomllib.loads(blocks["toml"])["project"]["entry-points"]["aerun.datasets"]
+    (name, target), = points.items()
+    package, module = target.split(".")
+    site = tmp_path / "site"
+    install(site, package, {module: blocks["python"]}, {name: target}, group="aerun.datasets")
+    conf = tmp_path / "my-conf"
+    (conf / "dataset").mkdir(parents=True)
+    (conf / "dataset" / f"{name}.yaml").write_text(blocks["yaml"])
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    run = tmp_path / "run"
+    done = aerun(aerun_exe, f"dataset={name}", f"hydra.searchpath=[file://{conf}]", "model=conv_deconv", "epochs=2",
+                 "device=cpu", f"hydra.run.dir={run}", env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    for command in ("eval", "plot"):
+        finished = aerun(aerun_exe, command, f"run={run}", env=env, cwd=tmp_path)
+        assert finished.returncode == 0, finished.stderr
+    evaluation = json.loads((run / "eval.json").read_text())
+    assert evaluation["dataset"] == "sk_digits" and evaluation["n_images"] == 297 and evaluation["shape"] == [1, 8, 8]
+    assert evaluation["model"]["code_dim"] == 16  # 16 channels of 1x1 after three poolings of 8x8
+    assert evaluation["pixels_probe_accuracy"] > 0.8  # the digits' labels came through: chance is 0.1
+    assert (run / "figures" / "reconstructions.png").is_file()
+
+
+def test_a_broken_dataset_plugin_is_one_line_naming_its_entry_point(aerun_exe, tmp_path):
+    site = tmp_path / "site"
+    source = ("from aerun.data import Dataset, register_dataset\n"
+              "@register_dataset('mnist')\nclass Other(Dataset):\n    pass\n")
+    install(site, "brokendata", {"sets": source}, {"broken": "brokendata.sets"}, group="aerun.datasets")
+    done = aerun(aerun_exe, "dataset=synthetic", *SMOKE[1:], env={**os.environ, "PYTHONPATH": str(site)}, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("aerun: error: the aerun.datasets entry point 'broken' (brokendata.sets, from brokendata")
+    assert "the data set name 'mnist' is registered twice" in done.stderr and done.stderr.count("\n") == 1

@@ -29,7 +29,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from aerun import atomic, eager
-from aerun.data import ensure, load_split
+from aerun.data import data_shape, ensure, load_split
 from aerun.models import Autoencoder, build, builder_args
 from aerun.objective import Objective, loss_terms
 from aerun.train import epoch_generator, resolve_device, train_epoch
@@ -114,11 +114,12 @@ def bench_preset(name: str, model_cfg: DictConfig, cfg: DictConfig, device: torc
                  probes: list[float]) -> tuple[dict[str, list[float]], float]:
     """Seconds of each epoch of each kind, and the epoch's FLOPs; after each kind the matmul
     throughput is probed again (into `probes`), so the machine's best is found across the run."""
-    images = load_split({"name": "mnist"}, "train", cfg.paths.data_dir, device).images
+    images = load_split(cfg.dataset, "train", cfg.paths.data_dir, device).pixels  # uint8, as training reads it
+    shape = data_shape(cfg.dataset, cfg.paths.data_dir)
     epochs: dict[str, list[float]] = {kind: [] for kind in KINDS}
-    for kind in KINDS if cfg.reference else ("aerun",):
+    for kind in KINDS if loader is not None else ("aerun",):
         torch.manual_seed(cfg.seed)
-        model = build(model_cfg.builder, **builder_args(model_cfg)).to(device)
+        model = build(model_cfg.builder, in_shape=shape, **builder_args(model_cfg)).to(device)
         optimizer = eager.build(instantiate(cfg.optimizer), model.parameters())
         for epoch in range(1, cfg.repeats + 1):
             if kind == "reference":
@@ -176,9 +177,11 @@ def bench(cfg: DictConfig, models: dict[str, DictConfig], run_dir: Path) -> dict
     import torchvision  # the reference pipeline's own data path; slow to import
 
     device = resolve_device(cfg.device)
-    ensure("mnist", Path(cfg.paths.data_dir))
     loader = None
-    if cfg.reference:
+    if cfg.reference and cfg.dataset.name != "mnist":
+        log.info("the reference pipeline reads MNIST only: on %s, aerun's epoch and the bound", cfg.dataset.name)
+    elif cfg.reference:
+        ensure("mnist", Path(cfg.paths.data_dir))
         dataset = torchvision.datasets.MNIST(str(cfg.paths.data_dir), train=True,
                                              transform=torchvision.transforms.ToTensor())
         loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True)
@@ -189,7 +192,8 @@ def bench(cfg: DictConfig, models: dict[str, DictConfig], run_dir: Path) -> dict
     tf32 = tf32_gflops(device) if device.type == "cuda" else None
     rows = {}
     for name, (epochs, flops) in timed.items():
-        uses_tf32 = tf32_in_use(build(models[name].builder, **builder_args(models[name])), device)
+        shape = data_shape(cfg.dataset, cfg.paths.data_dir)
+        uses_tf32 = tf32_in_use(build(models[name].builder, in_shape=shape, **builder_args(models[name])), device)
         rows[name] = summarise(epochs, flops, tf32 if uses_tf32 else gflops, "tf32" if uses_tf32 else "float32")
     result: dict[str, Any] = {
         "device": str(device),
@@ -198,6 +202,8 @@ def bench(cfg: DictConfig, models: dict[str, DictConfig], run_dir: Path) -> dict
         "matmul_gflops_probes": probes,
         "tf32_matmul_gflops": tf32,
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        "dataset": cfg.dataset.name,
+        "shape": list(data_shape(cfg.dataset, cfg.paths.data_dir)),
         "batch_size": cfg.batch_size,
         "repeats": cfg.repeats,
         "presets": rows,

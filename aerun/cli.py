@@ -167,7 +167,7 @@ def plot_command(cfg: DictConfig) -> None:
     positive_int("filters", cfg.filters)
     figures = plot(
         _required_run(cfg, "run", "plot"), cfg.paths.data_dir, str(resolve_device(cfg.device)),
-        baseline=cfg.baseline, ood=cfg.ood, noise=(cfg.noise.name, cfg.noise.level), filters=cfg.filters,
+        baseline=cfg.baseline, ood=cfg.ood, ood_path=cfg.ood_path, noise=(cfg.noise.name, cfg.noise.level), filters=cfg.filters,
         pixel_noise=list(cfg.pixel_noise), code_noise=list(cfg.code_noise), seed=cfg.noise_seed,
     )
     for figure in figures:

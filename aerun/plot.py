@@ -15,12 +15,13 @@ from typing import Any, Sequence
 
 import matplotlib
 import torch
+import torch.nn.functional as F
 from matplotlib.figure import Figure
 from torch import nn
 
 from aerun import atomic
 from aerun import checkpoint as ckpt
-from aerun.data import Split, floats, label_names, load_split, shape_text, showcase as pick_showcase
+from aerun.data import Split, datasets, floats, label_names, load_split, shape_text, showcase as pick_showcase
 from aerun.errors import UserError
 from aerun.evaluate import (check_shape, encode, fitted_pca, group_by_setting, is_sweep, job_labels, noisy_test_inputs,
                             reconstruct, setting_digest, without_seed)
@@ -30,7 +31,6 @@ from aerun.runs import find_runs
 from aerun.train import EPOCH_LOG, ITER_FIELDS, ITER_LOG
 
 FIGURES = "figures"
-OOD_KINDS = ("none", "noise", "fashion_mnist", "kmnist", "mnist")
 MANIFOLD_MAX_CODE = 32  # code-space figures for bottlenecks this small or smaller
 
 
@@ -459,24 +459,43 @@ def code_noise_figure(models: Sequence[Loaded], test, showcase: list[int], level
     return image_grid(rows, out, "Noise added to each model's code of one digit, then decoded")
 
 
+def ood_kinds() -> list[str]:
+    """What `ood=` takes: none, noise, or any registered data set."""
+    return ["none", "noise", *sorted(datasets())]
+
+
+def fit_shape(images: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+    """Images (n, C, H, W) made (n, *shape): grey repeated into RGB or RGB made grey (ITU-R 601-2 luma, as Pillow),
+    then scaled bilinearly to H×W."""
+    channels, height, width = shape
+    if images.shape[1] == 1 and channels == 3:
+        images = images.expand(-1, 3, -1, -1)
+    elif images.shape[1] == 3 and channels == 1:
+        images = (images * torch.tensor([0.299, 0.587, 0.114], device=images.device).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    if tuple(images.shape[2:]) != (height, width):
+        images = F.interpolate(images, size=(height, width), mode="bilinear", align_corners=False).clamp(0, 1)
+    return images.contiguous()
+
+
 def ood_inputs(kind: str, data_dir: Path | str, device: str, seed: int, shape: Sequence[int],
-               n: int = 10) -> tuple[str, torch.Tensor]:
-    """Ten inputs unlike the training data: uniform noise of the models' shape, or another data set's test images
-    (one of the same shape)."""
-    if kind not in OOD_KINDS:
-        raise UserError(f"ood={kind!r} is not allowed; allowed: {', '.join(OOD_KINDS)}")
+               n: int = 10, path: str | None = None) -> tuple[str, torch.Tensor]:
+    """Ten inputs unlike the training data: uniform noise of the models' shape, or another data set's first test
+    images (`path` for one read from a folder or file), made the models' shape where theirs differs."""
+    if kind not in ood_kinds():
+        raise UserError(f"ood={kind!r} is not allowed; allowed: {', '.join(ood_kinds())}")
     if kind == "noise":
         images = torch.rand((n, *shape), generator=generator(seed, "cpu")).to(device)
         return "uniform random images", images
-    other = load_split({"name": kind}, "test", data_dir, device)
+    other = load_split({"name": kind, **({"path": path} if path else {})}, "test", data_dir, device)
+    name = f"{kind} test images 0-{n - 1}"
     if tuple(other.shape) != tuple(shape):
-        raise UserError(f"ood={kind} gives images of {shape_text(other.shape)} and the models read "
-                        f"{shape_text(shape)}; choose a data set of their shape, or ood=noise")
-    return f"{kind} test images 0-{n - 1}", other.take(slice(0, n))
+        name += f", {shape_text(other.shape)} made {shape_text(shape)}"
+    return name, fit_shape(other.take(slice(0, n)), shape)
 
 
-def ood_figure(models: Sequence[Loaded], kind: str, data_dir, device: str, seed: int, out: Path) -> Path:
-    name, inputs = ood_inputs(kind, data_dir, device, seed, models[0].model.in_shape)
+def ood_figure(models: Sequence[Loaded], kind: str, data_dir, device: str, seed: int, out: Path,
+               path: str | None = None) -> Path:
+    name, inputs = ood_inputs(kind, data_dir, device, seed, models[0].model.in_shape, path=path)
     rows = [Row("input", inputs)] + [output_row(m.label, m.model, inputs) for m in models]
     return image_grid(rows, out, f"Inputs unlike the training data ({name}) and their reconstructions")
 
@@ -492,6 +511,7 @@ def seed_groups(models: Sequence[Loaded]) -> list[list[Loaded]]:
 
 def plot(
     path: Path, data_dir: Path | str, device: str, *, baseline: Path | None = None, ood: str = "none",
+    ood_path: str | None = None,
     noise: tuple[str, float] = ("none", 0.0), filters: int = 64,
     pixel_noise: Sequence[float] = (0.3, 0.5, 0.8, 0.9), code_noise: Sequence[float] = (0.1, 0.5, 0.8, 500),
     seed: int = 0, each_job: bool = True, runs: Sequence[Path] | None = None,
@@ -511,8 +531,8 @@ def plot(
     base = None
     if baseline is not None:
         base = load(find_runs(Path(baseline), "baseline")[0], None, device, prefix="baseline: ")
-    if ood not in OOD_KINDS:
-        raise UserError(f"ood={ood!r} is not allowed; allowed: {', '.join(OOD_KINDS)}")
+    if ood not in ood_kinds():
+        raise UserError(f"ood={ood!r} is not allowed; allowed: {', '.join(ood_kinds())}")
     dataset = models[0].checkpoint["config"]["dataset"]
     test = load_split(dataset, "test", data_dir, device)
     for m in loaded:
@@ -535,7 +555,7 @@ def plot(
         written.append(denoising_figure(group, [noise_of(m) for m in group], base, test, showcase, seed,
                                         out / "denoising.png"))
         if ood != "none":
-            written.append(ood_figure(with_base, ood, data_dir, device, seed, out / f"ood_{ood}.png"))
+            written.append(ood_figure(with_base, ood, data_dir, device, seed, out / f"ood_{ood}.png", ood_path))
         return written
 
     written: list[Path | None] = []

@@ -25,9 +25,9 @@ from tqdm import tqdm
 
 from aerun import checkpoint as ckpt
 from aerun import atomic, eager, failures, runlock, schema
-from aerun.data import Split, data_shape, floats, load_split, showcase
+from aerun.data import Split, batch_rows, data_shape, floats, load_split, showcase
 from aerun.errors import EnvironmentFailure, UserError
-from aerun.evaluate import features, sse_per_image
+from aerun.evaluate import features, sse_per_image, where
 from aerun.models import Autoencoder, build, builder_args
 from aerun.noise import corrupt, draw
 from aerun.objective import Objective, loss_terms
@@ -346,7 +346,7 @@ def health_warning(cfg: DictConfig, model: Autoencoder, test_images: torch.Tenso
         cause += f", or the training noise (noise={cfg.noise.name}, level {cfg.noise.level:g}) too strong"
     model.eval()
     with torch.no_grad():
-        recon = model(floats(test_images[:256]).to(model_device(model)))[0]
+        recon = model(floats(test_images[:256].to(where(model, test_images))))[0]
     if torch.equal(recon.amax(0), recon.amin(0)):
         return (f"the network's output no longer depends on its input (every image gives the same "
                 f"reconstruction: {model.collapse}); {cause}")
@@ -362,25 +362,22 @@ def health_warning(cfg: DictConfig, model: Autoencoder, test_images: torch.Tenso
     return None
 
 
-def model_device(model: Autoencoder) -> torch.device:
-    return next(iter(model.parameters()), torch.zeros(())).device
-
-
-def mean_of(pixels: torch.Tensor, batch: int = 4096) -> torch.Tensor:
+def mean_of(pixels: torch.Tensor) -> torch.Tensor:
     """The mean image of a split, as floats in [0, 1], summed batch by batch (float64)."""
-    total = sum(floats(chunk).double().sum(0) for chunk in pixels.split(batch))
+    total = sum(floats(chunk).double().sum(0) for chunk in pixels.split(batch_rows(pixels.shape[1:])))
     return (total / len(pixels)).float()
 
 
-def spread_around(pixels: torch.Tensor, image: torch.Tensor, batch: int = 4096) -> float:
+def spread_around(pixels: torch.Tensor, image: torch.Tensor) -> float:
     """The mean squared difference of a split's pixels from one image: what the mean image scores."""
-    total = sum((floats(chunk.to(image.device)) - image).double().pow(2).sum().item() for chunk in pixels.split(batch))
+    total = sum((floats(chunk.to(image.device)) - image).double().pow(2).sum().item()
+                for chunk in pixels.split(batch_rows(pixels.shape[1:])))
     return total / pixels.numel()
 
 
 # Images whose floats a family's `start_from_data` reads at most: the whole split for MNIST (47 M values, the
-# bias its conv AEs start from exactly as before), the first images of a larger one.
-START_VALUES = 1 << 28
+# bias its conv AEs start from exactly as before), the first images of a larger one (256 MB of floats).
+START_VALUES = 1 << 26
 
 
 def first_images(split: Split, device: torch.device) -> torch.Tensor:
@@ -473,7 +470,8 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool,
         return {"run_dir": str(run_dir), "epochs": 0, "test_loss": test_loss}
 
     if not state:
-        model.start_from_data(first_images(train_set, device))  # e.g. the conv AEs' output bias (ConvAutoencoder)
+        if type(model).start_from_data is not Autoencoder.start_from_data:  # e.g. the conv AEs' output bias
+            model.start_from_data(first_images(train_set, device))
     optimizer = eager.build(instantiate(cfg.optimizer), model.parameters())
     step, test_loss = 0, float("nan")
     if state:

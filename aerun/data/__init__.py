@@ -11,7 +11,7 @@ import importlib
 import pkgutil
 
 from aerun.data.base import (BINARIZE, BINARY_SEED, DATASETS, IMAGE_SHAPE, SPLITS, VAL_SEED, Dataset, Images, Split,
-                             clear_caches, data_shape, dataset, datasets, floats, label_names, load_images,
+                             batch_rows, clear_caches, data_shape, dataset, datasets, floats, label_names, load_images,
                              load_plugins, load_split, register_dataset, shape_text, showcase)
 
 for _module in pkgutil.iter_modules(__path__):
@@ -22,6 +22,6 @@ from aerun.data.idx import IDX_DATASETS, IdxDataset, IdxFile, ensure, read_idx, 
 from aerun.data.synthetic import synthetic  # noqa: E402
 
 __all__ = ["BINARIZE", "BINARY_SEED", "DATASETS", "IDX_DATASETS", "IMAGE_SHAPE", "SPLITS", "VAL_SEED", "Dataset",
-           "IdxDataset", "IdxFile", "Images", "Split", "clear_caches", "data_shape", "dataset", "datasets", "ensure",
+           "IdxDataset", "IdxFile", "Images", "Split", "batch_rows", "clear_caches", "data_shape", "dataset", "datasets", "ensure",
            "floats", "label_names", "load_images", "load_plugins", "load_split", "read_idx", "register_dataset",
            "register_idx", "sha256_of", "shape_text", "showcase", "synthetic"]

@@ -5,6 +5,7 @@ bad input as one line naming the file."""
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -287,3 +288,34 @@ def test_the_command_line_names_the_damaged_file_in_one_line(aerun_exe, tmp_path
                              capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert missing.returncode == 2 and "dataset=folder needs dataset.path=DIR" in missing.stderr
     assert missing.stderr.count("\n") == 1
+
+
+def test_the_report_runs_the_parts_that_apply_and_says_which_it_left_out(make_cfg, photos, tmp_path):
+    from aerun.report import report
+
+    data = f'"dataset=folder","dataset.path={photos}","paths.data_dir={tmp_path / "data"}"'
+    cfg = make_cfg("report", [f"dir={tmp_path / 'report'}", f"train_overrides=[{data},\"epochs=1\"]", "beyond=true",
+                              "parts=[pca_vs_ae,families]", "ood=[noise]", "device=cpu"])
+    report(cfg)
+    written = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert list(written["left_out"]) == ["families"] and "multiples of 4" in written["left_out"]["families"]
+    assert set(written["jobs"]) == {"pca_vs_ae", "standard"}  # families' sweeps were never planned, nor trained
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "# aerun report: autoencoders on folder" in text and "Left out on folder: Beyond the assignment" in text
+    assert "1. PCA versus a deep autoencoder" in text
+
+
+def test_the_report_refuses_data_without_labels_in_one_line(make_cfg, tmp_path):
+    from aerun.report import report
+
+    flat = tmp_path / "flat"
+    photo_folder(tmp_path / "classes", per_class=4)
+    flat.mkdir()
+    for picture in (tmp_path / "classes").rglob("*.*"):
+        picture.rename(flat / f"{picture.parent.name}-{picture.name}")
+    data = f'"dataset=folder","dataset.path={flat}","paths.data_dir={tmp_path / "data"}"'
+    cfg = make_cfg("report", [f"dir={tmp_path / 'report'}", f"train_overrides=[{data},\"epochs=1\"]",
+                              "parts=[pca_vs_ae]", "ood=[noise]", "device=cpu"])
+    with pytest.raises(UserError, match="compares codes by a linear probe of their labels, and folder has none"):
+        report(cfg)
+    assert not (tmp_path / "report" / "runs" / "pca_vs_ae" / "0" / "checkpoints").exists()

@@ -19,6 +19,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from aerun import atomic, runlock
+from aerun.data import load_split
 from aerun.document import Document
 from aerun.errors import UserError
 from aerun.report.claims import Later, compare, trend
@@ -78,18 +79,52 @@ def report(cfg: DictConfig) -> Path:
         return _report(cfg, root, extra, seeds, start)
 
 
+def plan_parts(ctx: Context, parts: list[Part], extra: list[str], root: Path, seeds: int) -> dict[str, str]:
+    """Every job of every part into `ctx.settings`; {part: why} for the parts whose jobs cannot train on this data
+    (a model that does not take its images' shape), and for those that compare against them."""
+    left_out: dict[str, str] = {}
+    for part in parts:
+        try:
+            planned = {sweep.name: plan_sweep(sweep, extra, root / "runs", seeds) for sweep in part.sweeps}
+        except UserError as exc:
+            left_out[part.key] = str(exc)
+            continue
+        ctx.settings.update(planned)
+    if not ctx.settings:
+        raise UserError(next(iter(left_out.values())))
+    for part in parts:
+        missing = [k for k in part.needs if k in left_out]
+        if missing and part.key not in left_out:
+            left_out[part.key] = f"it compares against {PARTS[missing[0]].title}, which is left out"
+    return left_out
+
+
+def check_labels(ctx: Context) -> str:
+    """The data set's name; one line where it has no labels (every part reads a linear probe of its labels)."""
+    dataset = next(iter(ctx.settings.values()))[0].cfg.dataset
+    if load_split(dataset, "test", ctx.data_dir, "cpu").labels is None:
+        raise UserError(f"aerun report compares codes by a linear probe of their labels, and {dataset.name} has none; "
+                        "train and compare its models with aerun -m and aerun eval instead")
+    return dataset.name
+
+
 def _report(cfg: DictConfig, root: Path, extra: list[str], seeds: int, start: float) -> Path:
     ctx = Context(cfg, root, str(resolve_device(cfg.device)))
     written, trained = chosen_parts(list(cfg.parts), cfg.beyond)
-    for part in {p.key: p for p in (*written, *trained)}.values():
-        for sweep in part.sweeps:
-            ctx.settings[sweep.name] = plan_sweep(sweep, extra, root / "runs", seeds)
+    left_out = plan_parts(ctx, list({p.key: p for p in (*written, *trained)}.values()), extra, root, seeds)
+    dataset = check_labels(ctx)
+    for key, why in left_out.items():
+        print(f"[report] left out on {dataset}: {PARTS[key].title}: {why}", flush=True)
+    written = [p for p in written if p.key not in left_out]
+    trained = [p for p in trained if p.key not in left_out]
     train_all(ctx.settings, trained, ctx.device, root, str(cfg.device))
     trained_at = time.perf_counter()
 
-    dataset = next(iter(ctx.settings.values()))[0].cfg.dataset.name
     doc = Document(f"aerun report: autoencoders on {dataset}")
     doc.text(Later(lambda: preamble(ctx, written)))  # it counts the tests of every part
+    if left_out:
+        doc.text(f"Left out on {dataset}: " + "; ".join(f"{PARTS[k].title} ({why})" for k, why in left_out.items())
+                 + ".")
     for k, part in enumerate(written, 1):
         print(f"[report] writing part {k}/{len(written)}: {part.title}", flush=True)
         doc.heading(part.title)
@@ -105,6 +140,6 @@ def _report(cfg: DictConfig, root: Path, extra: list[str], seeds: int, start: fl
     jobs = {name: [[str(run) for run in s.runs] for s in settings] for name, settings in ctx.settings.items()}
     atomic.write_json(root / "report.json", {
         "seconds": time.perf_counter() - start, "training_seconds": trained_at - start, "seeds": ctx.seeds,
-        "evaluations": {"made": made, "reused": reused},
+        "evaluations": {"made": made, "reused": reused}, "left_out": left_out,
         "jobs": jobs, "claims": [claim.as_dict() for claim in ctx.ledger.claims], "tables": doc.tables()})
     return root / "index.html"

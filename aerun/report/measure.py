@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import torch
 from omegaconf import DictConfig
 
-from aerun.data import IMAGE_SHAPE, load_split
+from aerun.data import data_shape, load_split, showcase
 from aerun.document import Document
 from aerun.errors import UserError
 from aerun.evaluate import (CLEAN, encode, eval_name, evaluate, fitted_pca, noisy_test_inputs, reconstruct,
@@ -131,14 +131,16 @@ def add_figures(doc: Document, ctx: Context, folder: Path, figures: Sequence[tup
 @torch.no_grad()
 def ood_errors(ctx: Context, runs: Sequence[Path], kind: str, n: int = 1000) -> list[float]:
     """Mean SSE/image of each run's model on n inputs of another kind (images it was not trained on)."""
-    _, inputs = ood_inputs(kind, ctx.data_dir, ctx.device, ctx.cfg.noise_seed, IMAGE_SHAPE, n=n)
-    return [reconstruct(load(run, None, ctx.device).model, inputs)[0].mean().item() for run in runs]
+    models = [load(run, None, ctx.device).model for run in runs]
+    _, inputs = ood_inputs(kind, ctx.data_dir, ctx.device, ctx.cfg.noise_seed, models[0].in_shape, n=n)
+    return [reconstruct(model, inputs)[0].mean().item() for model in models]
 
 
 @torch.no_grad()
 def ood_pca_error(ctx: Context, dataset: Any, k: int, kind: str, n: int = 1000) -> float:
     """Mean SSE/image of PCA-k (fitted on `dataset`'s training split) on the same n inputs as `ood_errors`."""
-    _, inputs = ood_inputs(kind, ctx.data_dir, ctx.device, ctx.cfg.noise_seed, IMAGE_SHAPE, n=n)
+    shape = data_shape(dataset, ctx.data_dir)
+    _, inputs = ood_inputs(kind, ctx.data_dir, ctx.device, ctx.cfg.noise_seed, shape, n=n)
     return reconstruct(fitted_pca(dataset, k, ctx.data_dir, ctx.device), inputs)[0].mean().item()
 
 
@@ -226,9 +228,10 @@ def manifold_moves(ctx: Context, setting: Setting, pixel_levels: Sequence[float]
     (clipped to [0, 1], as drawn) and in each seed's code space (decoded); noise drawn on the CPU."""
     cfg = setting.cfg
     train = split_of(ctx, cfg.dataset, "train").images
-    test = split_of(ctx, cfg.dataset).images
+    test_split = split_of(ctx, cfg.dataset)
+    test = test_split.images
     stick = Yardstick.of(test[:yardstick], train)
-    digits = test[[int(i) for i in cfg.dataset.showcase]]
+    digits = test[showcase(cfg.dataset, test_split)]
 
     def judged(images: torch.Tensor) -> tuple[float, float]:
         like, distance = stick.digit_like(images, train)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from aerun import checkpoint as ckpt
-from aerun.data import IMAGE_SHAPE
+from aerun.data import IMAGE_SHAPE, showcase
 from aerun.document import Document
 from aerun.errors import UserError
 from aerun.evaluate import pca_name
@@ -346,7 +346,7 @@ def part_manifold(doc: Document, ctx: Context) -> None:
     results = ctx.sweep("manifold")[0]
     figures(ctx, "manifold")
     moves = manifold_moves(ctx, setting, pixel_levels, code_levels)
-    n = len(setting.cfg.dataset.showcase)
+    n = len(showcase(setting.cfg.dataset, split_of(ctx, setting.cfg.dataset)))
     doc.text(f"The {setting.cfg.model.code}-d AE reconstructs the test set with SSE/image {sse(results).text()} "
              f"({pca_name(results[0]['pca']['k'])}: {sse(results, 'pca').text()}). Each of the {n} showcase digits "
              "(one of each class) is moved 20 times at each level: in pixel space (clipped to [0, 1], as drawn) and "
@@ -617,7 +617,7 @@ def part_families(doc: Document, ctx: Context) -> None:
         if f.against and f.name in moves:
             group = [by_name[n] for n in (f.reference, f.against) if n and n in moves] + [f]
             code_noise_figure([load(g.setting.first.run_dir, g.name, ctx.device) for g in group],
-                              split_of(ctx, dataset), [int(i) for i in dataset.showcase], CODE_NOISE,
+                              split_of(ctx, dataset), showcase(dataset, split_of(ctx, dataset)), CODE_NOISE,
                               ctx.cfg.noise_seed, path / "figures" / f"code_noise_{f.name}.png")
             add_figures(doc, ctx, path, [(f"code_noise_{f.name}.png", f"Part 5's code noise: one digit's code plus "
                                           f"noise, decoded — {f.name} beside {' and '.join(g.name for g in group[:-1])}"

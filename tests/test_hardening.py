@@ -33,7 +33,7 @@ def assert_one_line(done, *fragments, status=2):
 BAD_TRAIN = [
     (["model=nope"], "model=nope is not a choice; allowed: contractive, conv_deconv, conv_unpool, conv_unpool_deconv, deep"),
     (["optimizer=rmsprop"], "allowed: adam, adamw, sgd"),
-    (["dataset=cifar"], "allowed: fashion_mnist, kmnist, mnist, synthetic"),
+    (["dataset=cifar"], "allowed: cifar10, fashion_mnist, folder, kmnist, mnist, npz, synthetic"),
     (["noise=speckle"], "noise=speckle is not a choice; allowed: gaussian, masking, none, salt_pepper"),
     (["noise=salt_pepper", "noise.level=1.5"], "it is a fraction of pixels, 0..1"),
     (["noise=gaussian", "noise.level=-0.1"], "noise.level=-0.1"),

@@ -19,13 +19,13 @@ import json
 import math
 import logging
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import numpy as np
 import torch
 
+from aerun import plugins
 from aerun.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -108,40 +108,17 @@ def register_dataset(name: str) -> Callable[[type[Dataset]], type[Dataset]]:
     """Register a data set under `name`, its presets' `name:`. Names are unique."""
 
     def add(cls: type[Dataset]) -> type[Dataset]:
-        where = getattr(cls, "__module__", "?")
-        if not (isinstance(cls, type) and issubclass(cls, Dataset)):
-            raise UserError(f"@register_dataset({name!r}) in {where}: {getattr(cls, '__name__', cls)!r} is not a "
-                            "subclass of aerun.data.Dataset; a data set is a class that derives from it")
-        if name in DATASETS and DATASETS[name] is not cls:
-            raise UserError(f"the data set name {name!r} is registered twice: by {DATASETS[name].__module__}."
-                            f"{DATASETS[name].__name__} and by {where}.{cls.__name__}; rename one of them")
+        plugins.check_registration(DATASETS, name, cls, Dataset, "data set", "register_dataset")
         DATASETS[name] = cls
         return cls
 
     return add
 
 
-_PLUGINS_LOADED = False
-
-
 def load_plugins() -> None:
-    """Import every module named in the entry-point group `aerun.datasets` (once per process); one that fails
-    is one UserError naming its entry point."""
-    global _PLUGINS_LOADED
-    if _PLUGINS_LOADED:
-        return
-    for point in sorted(entry_points(group=ENTRY_POINTS), key=lambda p: p.name):
-        source = f"the {ENTRY_POINTS} entry point {point.name!r} ({point.value}" + (
-            f", from {point.dist.name} {point.dist.version})" if point.dist else ")")
-        try:
-            point.load()
-        except UserError as exc:
-            raise UserError(f"{source}: {exc}") from None
-        except Exception as exc:
-            text = " ".join(str(exc).split())[:200]
-            raise UserError(f"{source} could not be imported: {type(exc).__name__}: {text}; "
-                            "fix that package or uninstall it") from None
-    _PLUGINS_LOADED = True
+    """Import every module named in the entry-point group `aerun.datasets` (once per process): its data sets register
+    themselves; one that fails is one UserError naming its entry point (aerun.plugins)."""
+    plugins.load(ENTRY_POINTS)
 
 
 def datasets() -> dict[str, type[Dataset]]:

@@ -26,7 +26,6 @@ import inspect
 import math
 import types
 import typing
-from importlib.metadata import entry_points
 from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import torch
@@ -34,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from aerun.data.base import IMAGE_SHAPE, shape_text
+from aerun import plugins
 from aerun.errors import UserError
 from aerun.objective import CONTRACTIVE, L1, Term, jacobian_norm, l1
 
@@ -189,13 +189,8 @@ def register(name: str) -> Callable[[type[Autoencoder]], type[Autoencoder]]:
     """Register a family under `name`, the `builder:` of its presets. Names are unique."""
 
     def add(cls: type[Autoencoder]) -> type[Autoencoder]:
-        where = getattr(cls, "__module__", "?")
-        if not (isinstance(cls, type) and issubclass(cls, Autoencoder)):
-            raise UserError(f"@register({name!r}) in {where}: {getattr(cls, '__name__', cls)!r} is not a subclass "
-                            "of aerun.models.Autoencoder; a family is a class that derives from it")
-        if name in FAMILIES and FAMILIES[name] is not cls:
-            raise UserError(f"the family name {name!r} is registered twice: by {FAMILIES[name].__module__}."
-                            f"{FAMILIES[name].__name__} and by {where}.{cls.__name__}; rename one of them")
+        plugins.check_registration(FAMILIES, name, cls, Autoencoder, "family", "register")
+        where = cls.__module__
         if cls.measures_key is None:
             cls.measures_key = name  # what eval.json gains, under model.<name>, if the family measures anything
         unknown = sorted(set(cls.figures) - set(FIGURES))
@@ -208,30 +203,10 @@ def register(name: str) -> Callable[[type[Autoencoder]], type[Autoencoder]]:
     return add
 
 
-_PLUGINS_LOADED = False
-
-
 def load_plugins() -> None:
-    """Import every module named in the entry-point group `aerun.models` (once per process).
-
-    A module that fails to import, registers a name twice or registers something that is not an
-    Autoencoder is one UserError naming its entry point.
-    """
-    global _PLUGINS_LOADED
-    if _PLUGINS_LOADED:
-        return
-    for point in sorted(entry_points(group=ENTRY_POINTS), key=lambda p: p.name):
-        source = f"the {ENTRY_POINTS} entry point {point.name!r} ({point.value}" + (
-            f", from {point.dist.name} {point.dist.version})" if point.dist else ")")
-        try:
-            point.load()
-        except UserError as exc:
-            raise UserError(f"{source}: {exc}") from None
-        except Exception as exc:
-            text = " ".join(str(exc).split())[:200]
-            raise UserError(f"{source} could not be imported: {type(exc).__name__}: {text}; "
-                            "fix that package or uninstall it") from None
-    _PLUGINS_LOADED = True
+    """Import every module named in the entry-point group `aerun.models` (once per process): its families register
+    themselves; one that fails is one UserError naming its entry point (aerun.plugins)."""
+    plugins.load(ENTRY_POINTS)
 
 
 def family(name: str) -> type[Autoencoder]:

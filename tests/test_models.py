@@ -17,14 +17,23 @@ def test_every_builder_has_a_preset(make_cfg):
     assert used == set(families())
 
 
+SHAPES = [(1, 28, 28), (3, 20, 24), (3, 21, 27)]  # MNIST's; colour, sides multiples of 4; colour, odd sides
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=["1x28x28", "3x20x24", "3x21x27"])
 @pytest.mark.parametrize("preset", PRESETS)
-def test_preset_forward_shape_backward(make_cfg, preset):
+def test_preset_forward_shape_backward(make_cfg, preset, shape):
     cfg = make_cfg("train", [f"model={preset}"])
     torch.manual_seed(0)
-    model = build(cfg.model.builder, **builder_args(cfg.model))
-    x = torch.rand(5, 1, 28, 28)
+    if cfg.model.builder == "vqvae" and shape[1] % 4:
+        with pytest.raises(UserError, match="multiples of 4.*these are 21x27"):
+            build(cfg.model.builder, in_shape=shape, **builder_args(cfg.model))
+        return
+    model = build(cfg.model.builder, in_shape=shape, **builder_args(cfg.model))
+    assert model.in_shape == shape
+    x = torch.rand(5, *shape)
     if model.fitted:
-        model.fit(torch.rand(100, 1, 28, 28))
+        model.fit(torch.rand(100, *shape))
     recon, code = model(x)
     assert recon.shape == x.shape
     assert code.shape == (5, model.code_dim)

@@ -319,3 +319,18 @@ def test_the_report_refuses_data_without_labels_in_one_line(make_cfg, tmp_path):
     with pytest.raises(UserError, match="compares codes by a linear probe of their labels, and folder has none"):
         report(cfg)
     assert not (tmp_path / "report" / "runs" / "pca_vs_ae" / "0" / "checkpoints").exists()
+
+
+def test_a_checkpoint_written_before_shapes_were_stored_evaluates_as_before(make_cfg, tmp_path):
+    from aerun.evaluate import evaluate_run
+    from aerun.train import train
+
+    run = tmp_path / "run"
+    train(make_cfg("train", ["dataset=synthetic", "model=shallow", "model.hidden=8", "epochs=1", "device=cpu"]), run)
+    now = evaluate_run(run, tmp_path, "cpu")
+    state = ckpt.load(run / ckpt.CHECKPOINT)
+    del state["model"]["in_shape"], state[ckpt.DIGEST]  # as aerun wrote it before it kept the shape
+    ckpt.save(state, run / ckpt.CHECKPOINT)
+    assert "in_shape" not in ckpt.load(run / ckpt.CHECKPOINT)["model"]
+    before = evaluate_run(run, tmp_path, "cpu")
+    assert before["shape"] == [1, 28, 28] and before["model"]["sse_per_image"] == now["model"]["sse_per_image"]

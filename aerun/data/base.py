@@ -24,6 +24,7 @@ from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import numpy as np
 import torch
+from omegaconf import DictConfig, OmegaConf
 
 from aerun import plugins
 from aerun.errors import UserError
@@ -94,8 +95,9 @@ class Dataset:
         return json.dumps(node, sort_keys=True, default=str) + "|" + str(self.data_dir.resolve())
 
 
-# Keys of the dataset node that choose how a split is used, not which images it holds
-NOT_THE_DATA = ("showcase", "binarize", "val_size")
+# Keys of the dataset node that choose how a split is used (loaded once, then binarised, held out, filtered)
+HOW_USED = ("showcase", "binarize", "val_size")
+NOT_THE_DATA = (*HOW_USED, "classes")
 
 
 # --------------------------------------------------------------------------- the registry
@@ -132,7 +134,8 @@ def dataset(cfg: Mapping[str, Any], data_dir: Path | str) -> Dataset:
     name = cfg["name"]
     if name not in DATASETS:
         raise UserError(f"unknown dataset {name!r}; registered: {', '.join(sorted(DATASETS))}")
-    return DATASETS[name](cfg, data_dir)
+    node = cfg if isinstance(cfg, DictConfig) else OmegaConf.create(dict(cfg))  # cfg.path and cfg["path"] alike
+    return DATASETS[name](node, data_dir)
 
 
 def data_shape(cfg: Mapping[str, Any], data_dir: Path | str) -> tuple[int, int, int]:
@@ -246,8 +249,7 @@ def load_split(dataset: Mapping, split: str, data_dir: Path | str, device: torch
     mode = dataset.get("binarize") or "none"
     if mode not in BINARIZE:
         raise UserError(f"dataset.binarize={mode!r} is not allowed; allowed: {', '.join(BINARIZE)}")
-    node = json.dumps({k: v for k, v in dict(dataset).items() if k not in ("showcase", "binarize", "val_size")},
-                      sort_keys=True, default=str)
+    node = json.dumps({k: v for k, v in dict(dataset).items() if k not in HOW_USED}, sort_keys=True, default=str)
     key = (node, source, str(Path(data_dir).resolve()))
     drawn_once = mode == "static" or (mode == "dynamic" and split != "train")
     if source == "train" and val_size:

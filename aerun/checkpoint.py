@@ -61,8 +61,9 @@ def make(
     epoch: int,
     step: int,
     optimizer: torch.optim.Optimizer | None = None,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> dict[str, Any]:
-    return {
+    checkpoint = {
         "format": FORMAT,
         "model": {
             "name": preset,
@@ -78,6 +79,9 @@ def make(
         "rng": rng_state(),
         "config": config,
     }
+    if scaler is not None:  # a float16 run's loss scale, so that it resumes exactly
+        checkpoint["scaler"] = on_cpu(scaler.state_dict())
+    return checkpoint
 
 
 def on_cpu(value: Any) -> Any:

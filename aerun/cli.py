@@ -115,6 +115,10 @@ def resume_command(cfg: DictConfig) -> dict:
     if found is None:
         raise UserError(f"no checkpoint at {run_dir / ckpt.CHECKPOINT}; train a run first (`aerun train`)")
     config = OmegaConf.create(found[0]["config"])
+    trained_at = config.get("precision", "32")
+    if cfg.precision is not None and str(cfg.precision) != trained_at:
+        raise UserError(f"{run_dir} was trained at precision={trained_at}; it resumes at that precision only "
+                        f"(not {cfg.precision}): train a new run for precision={cfg.precision}")
     for key in ("epochs", "device", "logger"):
         if cfg[key] is not None:
             config[key] = cfg[key]

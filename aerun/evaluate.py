@@ -263,6 +263,7 @@ def evaluate_run(
         "epoch": checkpoint["epoch"],
         "step": checkpoint["step"],
         "trained_with_noise": {"name": trained_on["name"], "level": trained_on["level"]},
+        "precision": checkpoint["config"].get("precision", "32"),  # of training; evaluation is float32
         "noise": {"name": noise[0], "level": noise[1], "seed": noise_seed},
         "shape": list(test.shape),
         "showcase": {"indices": shown, "labels": test.labels[shown].tolist() if test.labels is not None else None},

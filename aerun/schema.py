@@ -62,6 +62,7 @@ class TrainConfig:
     lr_schedule: str = "constant"  # constant | cosine (half a cosine from optimizer.lr towards 0, set per epoch)
     augment_shift: int = 0      # pixels: each training image moved at random by up to this many (0: off; 0-4)
     logger: str = "csv"         # csv (the histories eval/plot/report read) | tensorboard (event files beside them too)
+    precision: str = "32"       # 32 | bf16-mixed | 16-mixed (CUDA): the forward pass and loss under autocast
     search: SearchConfig = field(default_factory=SearchConfig)
     paths: Any = MISSING
     dataset: DatasetConfig = MISSING

@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from aerun import checkpoint as ckpt
 from aerun import atomic, eager, failures, runlock, schema
+from aerun import precision as mixed
 from aerun.data import Split, batch_rows, data_shape, floats, load_split, showcase
 from aerun.errors import EnvironmentFailure, UserError
 from aerun.evaluate import features, sse_per_image, where
@@ -183,6 +184,8 @@ def train_epoch(
     shift: int = 0,
     binarize: bool = False,
     device: torch.device | str | None = None,
+    precision: str = "32",
+    scaler: torch.amp.GradScaler | None = None,
 ) -> torch.Tensor:
     """One pass over `images` (uint8 pixels, made floats in [0, 1] batch by batch, or floats); returns (steps, 1 + terms) of [reconstruction term, each regulariser] per step.
 
@@ -194,6 +197,8 @@ def train_epoch(
     (dataset.binarize=dynamic), each pixel of each batch is then drawn afresh as 0 or 1 with its grey level as
     the probability, from the epoch's generator, so every epoch sees another binary draw of the training set.
     `device` is where the model is, when the images are not there (a split too large for a GPU's memory).
+    `precision` runs the forward pass and the loss under autocast (aerun.precision); `scaler` scales the loss of
+    a float16 run before its backward pass.
     """
     model.train()
     device = torch.device(device) if device is not None else images.device
@@ -205,10 +210,17 @@ def train_epoch(
             x = random_shift(floats(batch.to(device, non_blocking=True)), shift, generator)
             if binarize:
                 x = (draw(torch.rand, x, generator) < x).to(x.dtype)
-            reconstruction, terms = loss_terms(model, corrupt(x, *noise, noise_generator), x, objective, generator)
+            with mixed.autocast(precision, device):
+                reconstruction, terms = loss_terms(model, corrupt(x, *noise, noise_generator), x, objective, generator)
             optimizer.zero_grad(set_to_none=True)
-            sum(terms.values(), reconstruction).backward()
-            eager.step(optimizer)
+            loss = sum(terms.values(), reconstruction)
+            if scaler is None:
+                loss.backward()
+                eager.step(optimizer)
+            else:  # float16: the loss scaled up for the backward pass, the step skipped where a gradient overflowed
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
             record[i, 0] = reconstruction.detach()
             for j, term in enumerate(terms.values(), start=1):
                 record[i, j] = term.detach()
@@ -421,6 +433,11 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool,
         planned = state["config"]["epochs"]
         check_schedule_extension(run_dir, cfg.optimizer.lr, cfg.lr_schedule, planned, done, cfg.epochs)
     device = resolve_device(cfg.device)
+    trained_at = state["config"].get("precision", "32") if state else cfg.precision
+    if trained_at != cfg.precision:
+        raise UserError(f"{run_dir} was trained at precision={trained_at}; it resumes at that precision only "
+                        f"(not {cfg.precision}): train a new run for precision={cfg.precision}")
+    mixed.prepare(cfg.precision, device)
 
     torch.manual_seed(cfg.seed)
     args = builder_args(cfg.model)
@@ -473,9 +490,12 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool,
         if type(model).start_from_data is not Autoencoder.start_from_data:  # e.g. the conv AEs' output bias
             model.start_from_data(first_images(train_set, device))
     optimizer = eager.build(instantiate(cfg.optimizer), model.parameters())
+    scaler = mixed.scaler(cfg.precision, device)
     step, test_loss = 0, float("nan")
     if state:
         optimizer.load_state_dict(state["optimizer"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
         step = state["step"]
         log.info("resuming from epoch %d (step %d)", done, step)
     events = None
@@ -492,6 +512,7 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool,
             objective=objective, desc=f"epoch {epoch}/{cfg.epochs}",
             noise=(cfg.noise.name, cfg.noise.level), noise_generator=epoch_generator(cfg.noise_seed, epoch),
             shift=cfg.augment_shift, binarize=cfg.dataset.binarize == "dynamic", device=device,
+            precision=cfg.precision, scaler=scaler,
         )
         finite = torch.isfinite(record).all(dim=1)
         if not finite.all():
@@ -509,7 +530,8 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool,
         kept = history.sizes()
         try:  # the epoch's rows and its checkpoint are written together, or neither is
             history.append(epoch, step, record, test_loss, seconds, validation)
-            ckpt.save(ckpt.make(**describe, epoch=epoch, step=step + len(record), optimizer=optimizer), path)
+            ckpt.save(ckpt.make(**describe, epoch=epoch, step=step + len(record), optimizer=optimizer,
+                                scaler=scaler), path)
         except OSError as exc:
             history.truncate(kept)
             raise write_failure(exc, run_dir, epoch) from exc

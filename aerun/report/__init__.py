@@ -54,6 +54,10 @@ def preamble(ctx: Context, parts: list[Part]) -> str:
               "of squared pixel errors per image on the [0, 1] scale; PSNR from the MSE with peak 1. The probe "
               "accuracy is the test accuracy of a logistic regression fitted on the training split's codes "
               "(standardised, L2-regularised): how linearly a code carries the digit's identity. ")
+    precisions = sorted({str(s.cfg.precision) for settings in ctx.settings.values() for s in settings} - {"32"})
+    if precisions:  # never changed silently: a mixed precision changes the numbers
+        common += (f"The models were trained at precision={', '.join(precisions)} (the forward pass and the loss "
+                   "under autocast, weights in float32) and are evaluated in float32. ")
     if seeds == 1:
         return common + ("Each model was trained once (one seed), so no difference between two models is resolved "
                          "here: another seed may reverse a small gap, and rankings hold only in this run. "

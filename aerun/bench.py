@@ -29,6 +29,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from aerun import atomic, eager
+from aerun import precision as mixed
 from aerun.data import data_shape, ensure, load_split
 from aerun.models import Autoencoder, build, builder_args
 from aerun.objective import Objective, loss_terms
@@ -97,12 +98,14 @@ def reference_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, loader, 
     return time.perf_counter() - start
 
 
-def aerun_epoch(model, optimizer, images: torch.Tensor, batch_size: int, seed: int, epoch: int) -> float:
+def aerun_epoch(model, optimizer, images: torch.Tensor, batch_size: int, seed: int, epoch: int,
+                precision: str = "32") -> float:
     device = images.device
     synchronize(device)
     start = time.perf_counter()
-    train_epoch(model, optimizer, images, batch_size=batch_size,
-                generator=epoch_generator(seed, epoch), objective=Objective.defaults(model), desc="aerun")
+    train_epoch(model, optimizer, images, batch_size=batch_size, generator=epoch_generator(seed, epoch),
+                objective=Objective.defaults(model), desc="aerun", precision=precision,
+                scaler=mixed.scaler(precision, device))
     synchronize(device)
     return time.perf_counter() - start
 
@@ -125,7 +128,7 @@ def bench_preset(name: str, model_cfg: DictConfig, cfg: DictConfig, device: torc
             if kind == "reference":
                 seconds = reference_epoch(model, optimizer, loader, device)
             else:
-                seconds = aerun_epoch(model, optimizer, images, cfg.batch_size, cfg.seed, epoch)
+                seconds = aerun_epoch(model, optimizer, images, cfg.batch_size, cfg.seed, epoch, str(cfg.precision))
             epochs[kind].append(seconds)
             log.info("%-8s %-9s epoch %d: %.2f s", name, kind, epoch, seconds)
         probes.append(matmul_gflops(device))
@@ -177,6 +180,7 @@ def bench(cfg: DictConfig, models: dict[str, DictConfig], run_dir: Path) -> dict
     import torchvision  # the reference pipeline's own data path; slow to import
 
     device = resolve_device(cfg.device)
+    mixed.prepare(str(cfg.precision), device)
     loader = None
     if cfg.reference and cfg.dataset.name != "mnist":
         log.info("the reference pipeline reads MNIST only: on %s, aerun's epoch and the bound", cfg.dataset.name)
@@ -203,6 +207,7 @@ def bench(cfg: DictConfig, models: dict[str, DictConfig], run_dir: Path) -> dict
         "tf32_matmul_gflops": tf32,
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         "dataset": cfg.dataset.name,
+        "precision": str(cfg.precision),
         "shape": list(data_shape(cfg.dataset, cfg.paths.data_dir)),
         "batch_size": cfg.batch_size,
         "repeats": cfg.repeats,

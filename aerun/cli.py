@@ -185,6 +185,10 @@ def bench_command(cfg: DictConfig) -> dict:
 
     positive_int("repeats", cfg.repeats)
     positive_int("batch_size", cfg.batch_size)
+    from aerun.precision import check as check_precision
+    from aerun.validate import available_devices
+
+    check_precision(cfg.precision, available_devices()[0] if cfg.device == "auto" else cfg.device)
     if not isinstance(cfg.reference, bool):
         raise UserError(f"reference={cfg.reference!r} is not allowed; it must be true or false")
     searchpath = searchpath_overrides(HydraConfig.get().overrides.hydra)  # presets outside conf/

@@ -2,10 +2,11 @@
 
     python -m aerun.gpucheck [--out DIR] [--budget SECONDS]
 
-Four steps, each timed, each a row of the table and an entry of `gpu-check.json`:
+Five steps, each timed, each a row of the table and an entry of `gpu-check.json`:
 
 1. the device tests (`pytest -m device`: every test parametrised over the devices present);
-2. `aerun bench presets=all device=cuda`: every trained preset's epoch against its FLOP bound;
+2. `aerun bench presets=all device=cuda`: every trained preset's epoch against its FLOP bound, at precision=32
+   and again at bf16-mixed;
 3. the whole `aerun report` on the GPU, in a scratch folder;
 4. resume exactness: each preset trained 2 epochs straight and 1 + 1 resumed, the largest
    weight difference.
@@ -62,13 +63,18 @@ def device_tests(out: Path, timeout: float) -> dict[str, Any]:
     return {"status": status, "seconds": seconds, "summary": summary.strip("= "), "log": str(log)}
 
 
-def bench(out: Path, timeout: float) -> dict[str, Any]:
-    folder = out / "bench"
+def bench(out: Path, timeout: float, precision: str = "32") -> dict[str, Any]:
+    folder = out / ("bench" if precision == "32" else f"bench-{precision}")
     status, seconds = run([*aerun_command(), "bench", "presets=all", "device=cuda", "reference=false",
-                           f"hydra.run.dir={folder}"],
-                          out / "bench.log", timeout)
+                           f"precision={precision}", f"hydra.run.dir={folder}"],
+                          folder.with_suffix(".log"), timeout)
     result = json.loads((folder / "bench.json").read_text()) if (folder / "bench.json").exists() else None
     return {"status": status, "seconds": seconds, "result": result}
+
+
+def bench_bf16(out: Path, timeout: float) -> dict[str, Any]:
+    """Every preset's epoch again at precision=bf16-mixed, beside float32's."""
+    return bench(out, timeout, "bf16-mixed")
 
 
 def report(out: Path, timeout: float) -> dict[str, Any]:
@@ -133,6 +139,12 @@ def table(results: dict[str, Any]) -> str:
         precision = " tf32" if r.get("bound_precision") == "tf32" else ""
         rows.append(f"  {name:<26}{'':>8}{r['aerun_s']:>10.3f}  s/epoch; bound {r['bound_s']:.3f} s{precision}, "
                     f"fraction_of_bound {r['fraction_of_bound']:.2f}")
+    mixed = results.get("bench_bf16")
+    halves = ((mixed or {}).get("result") or {}).get("presets", {})
+    row("bench precision=bf16-mixed", mixed, f"{len(halves)} presets")
+    for name, r in halves.items():
+        ratio = f"; bf16-mixed/32 {r['aerun_s'] / presets[name]['aerun_s']:.2f}" if name in presets else ""
+        rows.append(f"  {name:<26}{'':>8}{r['aerun_s']:>10.3f}  s/epoch{ratio}")
     report_step = results.get("report")
     training = (report_step or {}).get("training_seconds")
     row("aerun report", report_step, f"training {training:.1f} s" if training is not None else "")
@@ -143,7 +155,8 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
-STEPS: dict[str, Callable[..., dict[str, Any]]] = {"device_tests": device_tests, "bench": bench, "report": report}
+STEPS: dict[str, Callable[..., dict[str, Any]]] = {"device_tests": device_tests, "bench": bench,
+                                                   "bench_bf16": bench_bf16, "report": report}
 
 
 def main(argv: list[str] | None = None) -> int:

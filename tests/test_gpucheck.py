@@ -30,6 +30,8 @@ def test_the_table_has_a_row_per_step_and_marks_failures_and_skips():
         "bench": {"status": 0, "seconds": 95.0, "result": {"presets": {
             "deep": {"aerun_s": 0.21, "bound_s": 0.002, "fraction_of_bound": 0.01, "bound_precision": "float32"},
             "conv_unpool": {"aerun_s": 0.9, "bound_s": 0.01, "fraction_of_bound": 0.011, "bound_precision": "tf32"}}}},
+        "bench_bf16": {"status": 0, "seconds": 60.0, "result": {"presets": {
+            "deep": {"aerun_s": 0.105, "bound_s": 0.002, "fraction_of_bound": 0.02, "bound_precision": "float32"}}}},
         "report": {"status": 1, "seconds": 80.0, "training_seconds": 61.5},
         "resume": None,
     }
@@ -39,6 +41,8 @@ def test_the_table_has_a_row_per_step_and_marks_failures_and_skips():
     assert any("deep" in l and "0.210" in l and "fraction_of_bound 0.01" in l for l in lines)
     assert any("conv_unpool" in l and "tf32" in l for l in lines)
     assert any(l.startswith("aerun report") and "FAILED" in l and "training 61.5 s" in l for l in lines)
+    assert any(l.startswith("bench precision=bf16-mixed") and " ok " in l for l in lines)
+    assert any("deep" in l and "0.105" in l and "bf16-mixed/32 0.50" in l for l in lines)
     assert any(l.startswith("resume exactness") and "skipped" in l for l in lines)
 
 

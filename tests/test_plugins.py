@@ -1,4 +1,4 @@
-"""A family written outside aerun: the README's example, installed as a package of its own, trains,
+"""A family written outside aerun: the example of docs/extending.md, installed as a package of its own, trains,
 evaluates, plots, resumes and benches with no edit to aerun; a broken one is one line naming its entry point."""
 
 from __future__ import annotations
@@ -13,15 +13,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+EXTENDING = Path(__file__).resolve().parent.parent / "docs" / "extending.md"
 SMOKE = ["dataset=synthetic", "epochs=2", "batch_size=64", "device=cpu"]
 
 
-def readme_example(heading: str = "### Writing your own family") -> dict[str, str]:
-    """The code blocks of a README section ("Writing your own family"): the module, the preset, the pyproject lines."""
-    section = README.read_text().split(heading, 1)[1].split("\n### ", 1)[0].split("\n## ", 1)[0]
+def readme_example(heading: str = "## Writing your own family") -> dict[str, str]:
+    """The code blocks of a section of docs/extending.md ("Writing your own family"): the module, the preset, the
+    pyproject lines."""
+    section = EXTENDING.read_text().split(heading, 1)[1].split("\n### ", 1)[0].split("\n## ", 1)[0]
     blocks = dict(re.findall(r"```(python|yaml|toml)\n(.*?)```", section, re.S)[::-1])  # the first of each kind
-    assert set(blocks) == {"python", "yaml", "toml"}, "the README's example lost a block"
+    assert set(blocks) == {"python", "yaml", "toml"}, "docs/extending.md's example lost a block"
     return blocks
 
 
@@ -40,7 +41,7 @@ def install(site: Path, package: str, modules: dict[str, str], entry_points: dic
 
 @pytest.fixture
 def outside(tmp_path):
-    """The README's family installed in a folder of its own, its preset in another: (environment, search path)."""
+    """The documented family installed in a folder of its own, its preset in another: (environment, search path)."""
     blocks = readme_example()
     points = tomllib.loads(blocks["toml"])["project"]["entry-points"]["aerun.models"]
     (name, target), = points.items()
@@ -127,8 +128,8 @@ def test_a_broken_plugin_is_one_line_naming_its_entry_point(aerun_exe, tmp_path,
 
 
 def test_the_readme_dataset_trains_evaluates_and_plots_from_outside(aerun_exe, tmp_path):
-    """The README's scikit-learn digits, installed as a package of their own: an 8x8 data set aerun never saw."""
-    blocks = readme_example("### Writing your own dataset")
+    """The documented scikit-learn digits, installed as a package of their own: an 8x8 data set aerun never saw."""
+    blocks = readme_example("## Writing your own dataset")
     points = tomllib.loads(blocks["toml"])["project"]["entry-points"]["aerun.datasets"]
     (name, target), = points.items()
     package, module = target.split(".")

@@ -114,11 +114,10 @@ KINDS = ("reference", "aerun")
 
 
 def bench_preset(name: str, model_cfg: DictConfig, cfg: DictConfig, device: torch.device, loader,
-                 probes: list[float]) -> tuple[dict[str, list[float]], float]:
+                 probes: list[float], shape: tuple[int, ...]) -> tuple[dict[str, list[float]], float]:
     """Seconds of each epoch of each kind, and the epoch's FLOPs; after each kind the matmul
     throughput is probed again (into `probes`), so the machine's best is found across the run."""
     images = load_split(cfg.dataset, "train", cfg.paths.data_dir, device).pixels  # uint8, as training reads it
-    shape = data_shape(cfg.dataset, cfg.paths.data_dir)
     epochs: dict[str, list[float]] = {kind: [] for kind in KINDS}
     for kind in KINDS if loader is not None else ("aerun",):
         torch.manual_seed(cfg.seed)
@@ -191,12 +190,13 @@ def bench(cfg: DictConfig, models: dict[str, DictConfig], run_dir: Path) -> dict
         loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True)
     probes = [matmul_gflops(device)]
     log.info("float32 matmul: %.1f GFLOP/s on %s (%d threads)", probes[0], device, torch.get_num_threads())
-    timed = {name: bench_preset(name, model_cfg, cfg, device, loader, probes) for name, model_cfg in models.items()}
+    shape = data_shape(cfg.dataset, cfg.paths.data_dir)
+    timed = {name: bench_preset(name, model_cfg, cfg, device, loader, probes, shape)
+             for name, model_cfg in models.items()}
     gflops = max(probes)
     tf32 = tf32_gflops(device) if device.type == "cuda" else None
     rows = {}
     for name, (epochs, flops) in timed.items():
-        shape = data_shape(cfg.dataset, cfg.paths.data_dir)
         uses_tf32 = tf32_in_use(build(models[name].builder, in_shape=shape, **builder_args(models[name])), device)
         rows[name] = summarise(epochs, flops, tf32 if uses_tf32 else gflops, "tf32" if uses_tf32 else "float32")
     result: dict[str, Any] = {
@@ -208,7 +208,7 @@ def bench(cfg: DictConfig, models: dict[str, DictConfig], run_dir: Path) -> dict
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         "dataset": cfg.dataset.name,
         "precision": str(cfg.precision),
-        "shape": list(data_shape(cfg.dataset, cfg.paths.data_dir)),
+        "shape": list(shape),
         "batch_size": cfg.batch_size,
         "repeats": cfg.repeats,
         "presets": rows,

@@ -115,13 +115,9 @@ def resume_command(cfg: DictConfig) -> dict:
     if found is None:
         raise UserError(f"no checkpoint at {run_dir / ckpt.CHECKPOINT}; train a run first (`aerun train`)")
     config = OmegaConf.create(found[0]["config"])
-    trained_at = config.get("precision", "32")
-    if cfg.precision is not None and str(cfg.precision) != trained_at:
-        raise UserError(f"{run_dir} was trained at precision={trained_at}; it resumes at that precision only "
-                        f"(not {cfg.precision}): train a new run for precision={cfg.precision}")
-    for key in ("epochs", "device", "logger"):
+    for key in ("epochs", "device", "logger", "precision"):  # another precision is refused by train()
         if cfg[key] is not None:
-            config[key] = cfg[key]
+            config[key] = str(cfg[key]) if key == "precision" else cfg[key]
     config.paths.data_dir = cfg.paths.data_dir
     handler = logging.FileHandler(run_dir / "train.log")
     handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] %(message)s"))

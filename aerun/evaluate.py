@@ -27,7 +27,6 @@ from aerun.probe import Fit, probe
 from aerun.runs import find_runs
 from aerun.stats import Spread
 
-
 CLEAN = ("none", 0.0)  # the noise of an evaluation on the test images as they are
 T = TypeVar("T")
 
@@ -280,16 +279,17 @@ def evaluate_run(
         val = load_split(dataset, "val", data_dir, device)
         sse, _ = reconstruct(model, noisy_test_inputs(val.pixels, noise, noise_seed), val.pixels)
         result["validation"] = {"n_images": len(val), **summarise(sse, pixels)}
-    if inputs is test.pixels and test.labels is None:
+    clean = inputs is test.pixels  # the probes and the family's measures read clean images; noisy: reconstruction
+    if clean and test.labels is None:
         result["probe"] = f"no probe: {dataset['name']} has no labels"
-    if inputs is test.pixels and test.labels is not None:  # the probes read clean codes; noisy: reconstruction
+    elif clean:
         accuracy, fit = code_probe(model, dataset, data_dir, device)
         result["model"]["probe_accuracy"], result["model"]["probe_fit"] = accuracy, fit.as_dict()
         if pca.code_dim < pixels:  # the whole basis is the pixels rotated: nothing to compare, nothing to fit
             accuracy, fit = cached_probe(f"pca-{pca.code_dim}", dataset, data_dir, device, pca)
             result["pca"]["probe_accuracy"], result["pca"]["probe_fit"] = accuracy, fit.as_dict()
         result["pixels_probe_accuracy"] = cached_probe("pixels", dataset, data_dir, device, Pixels(test.shape))[0]
-    if inputs is test.pixels:
+    if clean:
         measures = model.measures(test.images, noise_seed, **({"iw_samples": iw_samples} if iw_samples else {}))
         if measures:
             result["model"][model.measures_key] = measures

@@ -21,10 +21,11 @@ from torch import nn
 
 from aerun import atomic
 from aerun import checkpoint as ckpt
-from aerun.data import Split, datasets, floats, label_names, load_split, shape_text, showcase as pick_showcase
+from aerun.data import Split, datasets, floats, label_names, load_split, shape_text
+from aerun.data import showcase as pick_showcase
 from aerun.errors import UserError
-from aerun.evaluate import (check_shape, encode, fitted_pca, group_by_setting, is_sweep, job_labels, noisy_test_inputs,
-                            reconstruct, setting_digest, without_seed)
+from aerun.evaluate import (check_shape, encode, fitted_pca, group_by_setting, is_sweep, job_labels,
+                            noisy_test_inputs, reconstruct, setting_digest, without_seed)
 from aerun.models import ACTIVATIONS, CODE_SPACE, CODE_USAGE, FILTERS, KERNELS, PCA, SAMPLES, Autoencoder
 from aerun.noise import generator
 from aerun.runs import find_runs
@@ -141,8 +142,8 @@ def normalised(weights: torch.Tensor) -> torch.Tensor:
 
 
 def first_layer_filters(model: Autoencoder) -> torch.Tensor | None:
-    """Encoder filters as images of the input's shape, where the family declares them (each unit's input weights; PCA: its
-    components)."""
+    """Encoder filters as images of the input's shape, where the family declares them (each unit's input weights;
+    PCA: its components)."""
     return model.encoder_filters() if FILTERS in model.figures else None
 
 
@@ -471,7 +472,8 @@ def fit_shape(images: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
     if images.shape[1] == 1 and channels == 3:
         images = images.expand(-1, 3, -1, -1)
     elif images.shape[1] == 3 and channels == 1:
-        images = (images * torch.tensor([0.299, 0.587, 0.114], device=images.device).view(1, 3, 1, 1)).sum(1, keepdim=True)
+        luma = torch.tensor([0.299, 0.587, 0.114], device=images.device).view(1, 3, 1, 1)
+        images = (images * luma).sum(1, keepdim=True)
     if tuple(images.shape[2:]) != (height, width):
         images = F.interpolate(images, size=(height, width), mode="bilinear", align_corners=False).clamp(0, 1)
     return images.contiguous()

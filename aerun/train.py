@@ -26,7 +26,7 @@ from tqdm import tqdm
 from aerun import checkpoint as ckpt
 from aerun import atomic, eager, failures, runlock, schema
 from aerun import precision as mixed
-from aerun.data import Split, batch_rows, data_shape, floats, load_split, showcase
+from aerun.data import Split, batch_rows, data_shape, floats, load_split, shape_text, showcase
 from aerun.errors import EnvironmentFailure, UserError
 from aerun.evaluate import features, sse_per_image, where
 from aerun.models import Autoencoder, build, builder_args
@@ -187,7 +187,8 @@ def train_epoch(
     precision: str = "32",
     scaler: torch.amp.GradScaler | None = None,
 ) -> torch.Tensor:
-    """One pass over `images` (uint8 pixels, made floats in [0, 1] batch by batch, or floats); returns (steps, 1 + terms) of [reconstruction term, each regulariser] per step.
+    """One pass over `images` (uint8 pixels, made floats in [0, 1] batch by batch, or floats); returns
+    (steps, 1 + terms) of [reconstruction term, each regulariser] per step.
 
     The regularisers are `objective.names`, in that order (see aerun.objective).
 
@@ -443,8 +444,8 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool,
     args = builder_args(cfg.model)
     shape = data_shape(cfg.dataset, cfg.paths.data_dir)
     if state and tuple(state["model"].get("in_shape", shape)) != tuple(shape):
-        raise UserError(f"{run_dir} was trained on images of {'×'.join(map(str, state['model']['in_shape']))} and "
-                        f"{cfg.dataset.name} now gives {'×'.join(map(str, shape))}: it cannot be resumed on them")
+        raise UserError(f"{run_dir} was trained on images of {shape_text(state['model']['in_shape'])} and "
+                        f"{cfg.dataset.name} now gives {shape_text(shape)}: it cannot be resumed on them")
     model = build(cfg.model.builder, in_shape=shape, **args).to(device)
     if state:
         model.load_state_dict(state["model"]["state"])

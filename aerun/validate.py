@@ -142,24 +142,9 @@ def check_train(cfg: DictConfig) -> None:
     for key in ("hidden", "code", "k"):
         if key in cfg.model:
             positive_int(f"model.{key}", cfg.model[key])
-    check_dataset(cfg)
     shape = data_shape(cfg.dataset, cfg.paths.data_dir)
     model = build(cfg.model.builder, in_shape=shape, **builder_args(cfg.model))  # every argument, checked by its builder
     check_terms(cfg, model)
-
-
-def check_dataset(cfg: DictConfig) -> None:
-    """The dataset keys every data set shares, before any image is read."""
-    node = cfg.dataset
-    if node.size is not None and (len(node.size) != 2 or not all(_is_int(v) and v > 0 for v in node.size)):
-        raise UserError(f"dataset.size={list(node.size)} is not allowed; give [H, W], two positive integers")
-    if node.channels not in (None, 1, 3):
-        raise UserError(f"dataset.channels={node.channels} is not allowed; allowed: 1 (grey), 3 (RGB)")
-    number("dataset.test_fraction", node.test_fraction, minimum=0, inclusive=False)
-    if node.test_fraction >= 1:
-        raise UserError(f"dataset.test_fraction={node.test_fraction:g} is not allowed; it must lie between 0 and 1")
-    if node.classes is not None and (not node.classes or not all(_is_int(k) and k >= 0 for k in node.classes)):
-        raise UserError(f"dataset.classes={list(node.classes)} is not allowed; give labels 0, 1, 2, ... to keep")
 
 
 def check_terms(cfg: DictConfig, model: Autoencoder) -> None:

@@ -128,13 +128,33 @@ def datasets() -> dict[str, type[Dataset]]:
     return dict(DATASETS)
 
 
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_keys(node: Mapping[str, Any]) -> None:
+    """The dataset keys every data set shares, checked before any image is read: one line for a bad value."""
+    size, channels = node.get("size"), node.get("channels")
+    if size is not None and (len(size) != 2 or not all(_whole(v) and v > 0 for v in size)):
+        raise UserError(f"dataset.size={list(size)} is not allowed; give [H, W], two positive integers")
+    if channels not in (None, 1, 3):
+        raise UserError(f"dataset.channels={channels} is not allowed; allowed: 1 (grey), 3 (RGB)")
+    fraction = node.get("test_fraction", 0.2)
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
+        raise UserError(f"dataset.test_fraction={fraction} is not allowed; it must lie between 0 and 1")
+    classes = node.get("classes")
+    if classes is not None and (not classes or not all(_whole(k) and k >= 0 for k in classes)):
+        raise UserError(f"dataset.classes={list(classes)} is not allowed; give labels 0, 1, 2, ... to keep")
+
+
 def dataset(cfg: Mapping[str, Any], data_dir: Path | str) -> Dataset:
-    """The data set a `dataset` config node names, plugins included."""
+    """The data set a `dataset` config node names, plugins included, its shared keys checked (`check_keys`)."""
     load_plugins()
     name = cfg["name"]
     if name not in DATASETS:
         raise UserError(f"unknown dataset {name!r}; registered: {', '.join(sorted(DATASETS))}")
     node = cfg if isinstance(cfg, DictConfig) else OmegaConf.create(dict(cfg))  # cfg.path and cfg["path"] alike
+    check_keys(node)
     return DATASETS[name](node, data_dir)
 
 

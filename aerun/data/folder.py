@@ -88,8 +88,6 @@ def layout(root: Path, test_fraction: float) -> tuple[dict[str, tuple[list[Path]
     if len(files) < 2:
         raise UserError(f"dataset.path={root} holds one image ({files[0].name}); a training and a test split need "
                         "at least two")
-    if not 0 < test_fraction < 1:
-        raise UserError(f"dataset.test_fraction={test_fraction} is not allowed; it must lie between 0 and 1")
     n_test = min(max(1, round(len(files) * test_fraction)), len(files) - 1)
     order = torch.randperm(len(files), generator=torch.Generator().manual_seed(SPLIT_SEED)).tolist()
     picked = {"test": sorted(order[:n_test]), "train": sorted(order[n_test:])}
@@ -194,12 +192,9 @@ class Folder(Dataset):
         return root.resolve()
 
     def options(self) -> dict[str, Any]:
-        size, channels = self.cfg.get("size"), self.cfg.get("channels")
-        if size is not None and (len(size) != 2 or any(int(s) < 1 for s in size)):
-            raise UserError(f"dataset.size={list(size)} is not allowed; give [H, W], two positive integers")
-        if channels not in (None, 1, 3):
-            raise UserError(f"dataset.channels={channels} is not allowed; allowed: 1 (grey), 3 (RGB)")
-        return {"size": [int(s) for s in size] if size is not None else None, "channels": channels,
+        """What the decoded images depend on besides the files (checked by aerun.data.check_keys)."""
+        size = self.cfg.get("size")
+        return {"size": [int(s) for s in size] if size is not None else None, "channels": self.cfg.get("channels"),
                 "test_fraction": float(self.cfg.get("test_fraction") or 0.2)}
 
     def cache_dir(self, root: Path, options: dict[str, Any]) -> Path:

@@ -106,7 +106,7 @@ def plan_parts(ctx: Context, parts: list[Part], extra: list[str], root: Path, se
 def check_labels(ctx: Context) -> str:
     """The data set's name; one line where it has no labels (every part reads a linear probe of its labels)."""
     dataset = next(iter(ctx.settings.values()))[0].cfg.dataset
-    if load_split(dataset, "test", ctx.data_dir, "cpu").labels is None:
+    if load_split(dataset, "test", ctx.data_dir, ctx.device).labels is None:
         raise UserError(f"aerun report compares codes by a linear probe of their labels, and {dataset.name} has none; "
                         "train and compare its models with aerun -m and aerun eval instead")
     return dataset.name

@@ -48,7 +48,7 @@ gpu-bundle: data
 
 # On a CUDA machine: the device tests, every preset's bench, the whole report and resume exactness,
 # as one table (and outputs/gpu-check/<time>/gpu-check.json). Without CUDA: one line, exit 0.
-# Depends on nothing here: on a GPU machine it installs from .gpu-bundle/ into .gpu-venv/.
+# Depends on nothing here: on a GPU machine it installs from .gpu-bundle/ into .gpu-site/.
 gpu-check:
 	bash scripts/gpu-check.sh
 
@@ -68,4 +68,4 @@ slurm-down:
 	bash scripts/slurm-local.sh down
 
 clean:
-	rm -rf $(VENV) outputs .pytest_cache .gpu-bundle .gpu-venv
+	rm -rf $(VENV) outputs .pytest_cache .gpu-bundle .gpu-site

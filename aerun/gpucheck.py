@@ -1,17 +1,20 @@
 """`make gpu-check`: aerun on a CUDA GPU, end to end, in one command and one table.
 
-    python -m aerun.gpucheck [--out DIR] [--budget SECONDS]
+    python -m aerun.gpucheck [--out DIR] [--budget SECONDS] [--steps A,B] [--device cpu]
 
-Five steps, each timed, each a row of the table and an entry of `gpu-check.json`:
+Five steps (six rows), each timed, each a row of the table and an entry of `gpu-check.json`:
 
 1. the device tests (`pytest -m device`: every test parametrised over the devices present);
 2. `aerun bench presets=all device=cuda`: every trained preset's epoch against its FLOP bound, at precision=32
    and again at bf16-mixed;
-3. the whole `aerun report` on the GPU, in a scratch folder;
-4. resume exactness: each preset trained 2 epochs straight and 1 + 1 resumed, the largest
-   weight difference.
+3. resume exactness: each preset trained 2 epochs straight and 1 + 1 resumed, the largest
+   weight difference;
+4. a trial of CUDA graphs for the launch-bound MLP presets: the whole training step (forward, loss, backward,
+   Adam) captured once and replayed, its epoch against aerun's eager one, and the weights after one epoch of each;
+5. the whole `aerun report` on the GPU, in a scratch folder.
 
-On a machine without CUDA it says so in one line and exits 0 at once.
+On a machine without CUDA it says so in one line and exits 0 at once; `--device cpu` runs the same steps on
+the CPU instead (all but the graphs), to try the whole check before a GPU is lent.
 """
 
 from __future__ import annotations
@@ -54,32 +57,33 @@ def run(args: list[str], log: Path, timeout: float, env: dict[str, str] | None =
     return status, time.perf_counter() - start
 
 
-def device_tests(out: Path, timeout: float) -> dict[str, Any]:
+def device_tests(out: Path, timeout: float, device: str = "cuda") -> dict[str, Any]:
     log = out / "device-tests.log"
-    status, seconds = run([sys.executable, "-m", "pytest", "-q", "-m", "device", "-p", "no:cacheprovider"], log,
+    status, seconds = run([sys.executable, "-m", "pytest", "-q", "-m", "device", "-p", "no:cacheprovider",
+                           "tests/test_devices.py"], log,
                           timeout)
     summary = next((line for line in reversed(log.read_text().splitlines())
                     if " in " in line and ("passed" in line or "failed" in line)), "")
     return {"status": status, "seconds": seconds, "summary": summary.strip("= "), "log": str(log)}
 
 
-def bench(out: Path, timeout: float, precision: str = "32") -> dict[str, Any]:
+def bench(out: Path, timeout: float, device: str = "cuda", precision: str = "32") -> dict[str, Any]:
     folder = out / ("bench" if precision == "32" else f"bench-{precision}")
-    status, seconds = run([*aerun_command(), "bench", "presets=all", "device=cuda", "reference=false",
+    status, seconds = run([*aerun_command(), "bench", "presets=all", f"device={device}", "reference=false",
                            f"precision={precision}", f"hydra.run.dir={folder}"],
                           folder.with_suffix(".log"), timeout)
     result = json.loads((folder / "bench.json").read_text()) if (folder / "bench.json").exists() else None
     return {"status": status, "seconds": seconds, "result": result}
 
 
-def bench_bf16(out: Path, timeout: float) -> dict[str, Any]:
+def bench_bf16(out: Path, timeout: float, device: str = "cuda") -> dict[str, Any]:
     """Every preset's epoch again at precision=bf16-mixed, beside float32's."""
-    return bench(out, timeout, "bf16-mixed")
+    return bench(out, timeout, device, "bf16-mixed")
 
 
-def report(out: Path, timeout: float) -> dict[str, Any]:
+def report(out: Path, timeout: float, device: str = "cuda") -> dict[str, Any]:
     folder = out / "report"
-    status, seconds = run([*aerun_command(), "report", f"dir={folder}", "device=cuda", "ood=[noise]"],
+    status, seconds = run([*aerun_command(), "report", f"dir={folder}", f"device={device}", "ood=[noise]"],
                           out / "report.log", timeout)
     info = json.loads((folder / "report.json").read_text()) if (folder / "report.json").exists() else {}
     return {"status": status, "seconds": seconds, "training_seconds": info.get("training_seconds")}
@@ -119,52 +123,195 @@ def resume_exactness(out: Path, data_dir: str, presets: tuple[str, ...] | None =
     return {"status": 0, "seconds": time.perf_counter() - start, "max_weight_difference": differences}
 
 
+def resume(out: Path, timeout: float, device: str = "cuda") -> dict[str, Any]:
+    return resume_exactness(out, os.environ.get("AERUN_DATA_DIR", "data"), device=device)
+
+
+GRAPH_PRESETS = ("shallow", "deep")  # the MLPs: many small kernels a step, the launch-bound epochs
+
+
+def graphed_trial(out: Path, timeout: float, device: str = "cuda", presets: tuple[str, ...] = GRAPH_PRESETS,
+                  repeats: int = 3) -> dict[str, Any]:
+    """Per MLP preset: aerun's eager epoch against one whose full batches replay a captured CUDA graph of the
+    whole step, from the same initial weights over the same batches; seconds (median of `repeats`) and the
+    largest weight difference after the first epoch (Adam's capturable form against its default one)."""
+    start = time.perf_counter()
+    if device != "cuda":
+        return {"status": 0, "seconds": 0.0, "presets": {}, "note": "CUDA graphs need a CUDA device"}
+    import copy
+    import statistics
+
+    import torch
+    from hydra.utils import instantiate
+
+    from aerun import eager
+    from aerun.compose import compose_config
+    from aerun.data import data_shape, load_split
+    from aerun.models import build, builder_args
+    from aerun.objective import Objective
+    from aerun.train import epoch_generator, resolve_device, train_epoch
+
+    rows: dict[str, Any] = {}
+    for preset in presets:
+        cfg = compose_config("train", [f"model={preset}", "device=cuda",
+                                       f"paths.data_dir={os.environ.get('AERUN_DATA_DIR', 'data')}"])
+        cuda = resolve_device("cuda")  # the settings a CUDA run trains with (deterministic kernels)
+        images = load_split(cfg.dataset, "train", cfg.paths.data_dir, cuda).pixels
+        torch.manual_seed(cfg.seed)
+        initial = build(cfg.model.builder, in_shape=data_shape(cfg.dataset, cfg.paths.data_dir),
+                        **builder_args(cfg.model)).to(cuda)
+        times: dict[str, list[float]] = {"eager": [], "graphed": []}
+        weights = {}
+        for kind in times:
+            model = copy.deepcopy(initial)
+            if kind == "graphed":
+                optimizer = instantiate(cfg.optimizer)(params=model.parameters(), capturable=True)
+                step = graphed_step(model, optimizer, images, cfg.batch_size, Objective.of(cfg, model))
+            else:
+                optimizer, step = eager.build(instantiate(cfg.optimizer), model.parameters()), None
+            for epoch in range(1, repeats + 1):
+                generator = epoch_generator(cfg.seed, epoch)
+                torch.cuda.synchronize()
+                begin = time.perf_counter()
+                if step is None:
+                    train_epoch(model, optimizer, images, batch_size=cfg.batch_size, generator=generator,
+                                objective=Objective.of(cfg, model), desc=kind)
+                else:
+                    step(generator)
+                torch.cuda.synchronize()
+                times[kind].append(time.perf_counter() - begin)
+                if epoch == 1:
+                    weights[kind] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        difference = max((weights["eager"][k].double() - weights["graphed"][k].double()).abs().max().item()
+                         for k in weights["eager"])
+        eager_s, graphed_s = (statistics.median(times[k]) for k in ("eager", "graphed"))
+        rows[preset] = {"eager_s": eager_s, "graphed_s": graphed_s, "graphed_over_eager": graphed_s / eager_s,
+                        "max_weight_difference": difference, "epochs_s": times}
+        if time.perf_counter() - start > timeout:
+            break
+    return {"status": 0, "seconds": time.perf_counter() - start, "presets": rows}
+
+
+def graphed_step(model, optimizer, images, batch_size: int, objective):
+    """A function running one epoch over `images` (uint8 on the GPU) in the order of a generator: full batches
+    replay one CUDA graph of the whole step (forward, loss, backward, optimiser step; `optimizer` made with
+    capturable=True), the last, smaller batch runs eagerly. The model's and optimiser's state before the
+    capture's warm-up steps is put back, so the first replayed epoch starts where an eager one would."""
+    import torch
+
+    from aerun.data import floats
+    from aerun.objective import loss_terms
+    from aerun.train import batches
+
+    model.train()
+    params = list(model.parameters())
+    static_x = floats(images[:batch_size])
+
+    def one_step(x):
+        reconstruction, terms = loss_terms(model, x, x, objective, None)
+        loss = sum(terms.values(), reconstruction)
+        loss.backward()
+        optimizer.step()
+        return reconstruction
+
+    saved = [p.detach().clone() for p in params]
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):  # warm-up outside the graph (cuBLAS handles, the optimiser's state made)
+            optimizer.zero_grad(set_to_none=True)
+            one_step(static_x)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    optimizer.zero_grad(set_to_none=True)
+    with torch.cuda.graph(graph):
+        static_reconstruction = one_step(static_x)
+    with torch.no_grad():  # back to the weights and the (fresh) optimiser state before the warm-up
+        for p, before in zip(params, saved):
+            p.copy_(before)
+        for p in params:  # a fresh Adam: step 0, both moments zero
+            for v in optimizer.state[p].values():
+                v.zero_()
+
+    def epoch(generator):
+        record = []
+        for idx in batches(images.shape[0], batch_size, generator, images.device):
+            if idx.numel() == batch_size:
+                static_x.copy_(floats(images.index_select(0, idx)))
+                graph.replay()
+                record.append(static_reconstruction.detach().clone())
+            else:
+                optimizer.zero_grad(set_to_none=False)
+                record.append(one_step(floats(images.index_select(0, idx))).detach())
+        return torch.stack(record)
+
+    return epoch
+
+
 def table(results: dict[str, Any]) -> str:
     """The one table: a row per step, then the bench's presets and the resume differences."""
     rows = [f"gpu-check on {results.get('device', '?')} (torch {results.get('torch', '?')})",
             f"{'step':<28}{'status':>8}{'seconds':>10}  result"]
 
-    def row(name: str, step: dict[str, Any] | None, text: str) -> None:
+    def row(name: str, step: dict[str, Any] | None, text: str, key: str) -> None:
+        if key not in results:  # a step not asked for (--steps)
+            return
         if step is None:
             rows.append(f"{name:<28}{'skipped':>8}{'':>10}  out of time")
         else:
+            text = step.get("error") or text
             rows.append(f"{name:<28}{'ok' if step['status'] == 0 else 'FAILED':>8}{step['seconds']:>10.1f}  {text}")
 
     tests = results.get("device_tests")
-    row("device tests", tests, tests["summary"] if tests else "")
+    row("device tests", tests, tests["summary"] if tests else "", "device_tests")
     bench_step = results.get("bench")
     presets = ((bench_step or {}).get("result") or {}).get("presets", {})
-    row("bench presets=all", bench_step, f"{len(presets)} presets")
+    row("bench presets=all", bench_step, f"{len(presets)} presets", "bench")
     for name, r in presets.items():
         precision = " tf32" if r.get("bound_precision") == "tf32" else ""
         rows.append(f"  {name:<26}{'':>8}{r['aerun_s']:>10.3f}  s/epoch; bound {r['bound_s']:.3f} s{precision}, "
                     f"fraction_of_bound {r['fraction_of_bound']:.2f}")
     mixed = results.get("bench_bf16")
     halves = ((mixed or {}).get("result") or {}).get("presets", {})
-    row("bench precision=bf16-mixed", mixed, f"{len(halves)} presets")
+    row("bench precision=bf16-mixed", mixed, f"{len(halves)} presets", "bench_bf16")
     for name, r in halves.items():
         ratio = f"; bf16-mixed/32 {r['aerun_s'] / presets[name]['aerun_s']:.2f}" if name in presets else ""
         rows.append(f"  {name:<26}{'':>8}{r['aerun_s']:>10.3f}  s/epoch{ratio}")
     report_step = results.get("report")
     training = (report_step or {}).get("training_seconds")
-    row("aerun report", report_step, f"training {training:.1f} s" if training is not None else "")
+    row("aerun report", report_step, f"training {training:.1f} s" if training is not None else "", "report")
     resume = results.get("resume")
-    row("resume exactness", resume, "max |weight difference|, straight vs resumed")
+    row("resume exactness", resume, "max |weight difference|, straight vs resumed", "resume")
     for name, difference in ((resume or {}).get("max_weight_difference") or {}).items():
         rows.append(f"  {name:<26}{'':>8}{'':>10}  {difference:.3g}" + ("  (bitwise equal)" if difference == 0 else ""))
+    graphs = results.get("graphs")
+    row("CUDA graphs (MLP presets)", graphs, (graphs or {}).get("note") or "s/epoch eager -> graphed", "graphs")
+    for name, r in ((graphs or {}).get("presets") or {}).items():
+        rows.append(f"  {name:<26}{'':>8}{'':>10}  {r['eager_s']:.3f} -> {r['graphed_s']:.3f} "
+                    f"(x{r['graphed_over_eager']:.2f}); weights after one epoch differ by {r['max_weight_difference']:.3g}")
     return "\n".join(rows)
 
 
+# The report last: the longest step, given what time is left, so a slow one still leaves every other row.
 STEPS: dict[str, Callable[..., dict[str, Any]]] = {"device_tests": device_tests, "bench": bench,
-                                                   "bench_bf16": bench_bf16, "report": report}
+                                                   "bench_bf16": bench_bf16, "resume": resume,
+                                                   "graphs": graphed_trial, "report": report}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m aerun.gpucheck")
     parser.add_argument("--out", default=f"outputs/gpu-check/{time.strftime('%Y-%m-%d_%H-%M-%S')}")
     parser.add_argument("--budget", type=float, default=480.0, help="seconds for all steps together")
+    parser.add_argument("--steps", default=",".join(STEPS), help=f"comma-separated, of: {', '.join(STEPS)}")
+    parser.add_argument("--device", default="cuda", choices=("cuda", "cpu"),
+                        help="cpu: the same steps on the CPU, to try the check before a GPU is lent")
     args = parser.parse_args(argv)
-    line = no_cuda_line()
+    steps = [name.strip() for name in args.steps.split(",") if name.strip()]
+    unknown = [name for name in steps if name not in STEPS]
+    if unknown:
+        print(f"gpu-check: error: no step {', '.join(unknown)}; the steps are {', '.join(STEPS)}", file=sys.stderr)
+        return 2
+    line = no_cuda_line() if args.device == "cuda" else None
     if line:
         print(line)
         return 0
@@ -173,16 +320,21 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     deadline = time.perf_counter() + args.budget
-    results: dict[str, Any] = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__}
-    for name, step in STEPS.items():
-        left = deadline - time.perf_counter()
-        results[name] = step(out, left) if left > 10 else None
-        print(f"[gpu-check] {name}: {results[name] and results[name]['status']}", flush=True)
-    if deadline - time.perf_counter() > 30:
-        results["resume"] = resume_exactness(out, os.environ.get("AERUN_DATA_DIR", "data"))
+    results: dict[str, Any] = {"device": torch.cuda.get_device_name(0) if args.device == "cuda" else "cpu",
+                               "torch": torch.__version__}
     from aerun import atomic
 
-    atomic.write_json(out / "gpu-check.json", results)
+    for name in steps:
+        left = deadline - time.perf_counter()
+        if left <= 10:
+            results[name] = None
+        else:
+            try:
+                results[name] = STEPS[name](out, left, args.device)
+            except Exception as exc:  # one step's failure is its row; the others still run
+                results[name] = {"status": 1, "seconds": 0.0, "error": f"{type(exc).__name__}: {exc}"}
+        print(f"[gpu-check] {name}: {results[name] and results[name]['status']}", flush=True)
+        atomic.write_json(out / "gpu-check.json", results)  # what ran so far, should a later step be killed
     print(table(results))
     print(f"written: {out / 'gpu-check.json'}")
     failed = [k for k, v in results.items() if isinstance(v, dict) and v.get("status") not in (0, None)]

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # `make gpu-check`: aerun on a CUDA GPU, end to end (python -m aerun.gpucheck). Without CUDA it says
-# so in one line and exits 0. On a GPU machine without aerun's dependencies and without network,
-# it installs them from .gpu-bundle/ (`make gpu-bundle`) into .gpu-venv, on top of the machine's own
-# PyTorch (--system-site-packages, --no-deps: the pinned torch is never pulled), and unpacks MNIST.
-#   scripts/gpu-check.sh [--install-only] [aerun.gpucheck options]
+# so in one line and exits 0. On a GPU machine whose Python has PyTorch but not aerun's other
+# dependencies, and no network, it installs the wheels of .gpu-bundle/ (`make gpu-bundle`) into
+# .gpu-site/ (pip --target --no-deps: the machine's own torch is kept, never the pinned one), puts that
+# folder and this checkout on PYTHONPATH, and unpacks MNIST.
+#   scripts/gpu-check.sh [--install-only] [aerun.gpucheck options: --steps, --budget, --out, --device cpu]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=python3
@@ -14,23 +15,24 @@ if [ "${1:-}" = "--install-only" ]; then install_only=1; shift; fi
 has_cuda() { "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; }
 has_deps() { "$PY" -c 'import hydra, omegaconf, submitit, yaml, hydra_plugins.hydra_submitit_launcher, aerun.cli' 2>/dev/null; }
 
+use_site() {  # the bundle's packages, then this checkout (aerun itself), ahead of the interpreter's own
+    export PYTHONPATH="$PWD/.gpu-site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
+    export PATH="$PWD/.gpu-site/bin:$PATH"
+}
+
 install_bundle() {
     if [ ! -d .gpu-bundle/wheels ]; then
         echo "gpu-check: error: $PY lacks aerun's dependencies (hydra-core, omegaconf, submitit) and there is no" \
              ".gpu-bundle/; run \`make gpu-bundle\` on a machine with network and carry .gpu-bundle/ here" >&2
         exit 1
     fi
-    # A venv with its own pip; where the image's Python has no ensurepip, a venv without pip that
-    # the image's own pip installs into (pip >= 22.3: --python).
-    local pip=(.gpu-venv/bin/python -m pip)
-    if [ -n "${AERUN_GPU_VENV_WITHOUT_PIP:-}" ] || ! python3 -m venv --system-site-packages .gpu-venv 2>/dev/null; then
-        rm -rf .gpu-venv
-        python3 -m venv --system-site-packages --without-pip .gpu-venv
-        pip=(python3 -m pip --python .gpu-venv/bin/python)
-    fi
-    "${pip[@]}" install --quiet --disable-pip-version-check --no-index --no-deps .gpu-bundle/wheels/*.whl
-    "${pip[@]}" install --quiet --disable-pip-version-check --no-index --no-deps --no-build-isolation -e .
-    PY=.gpu-venv/bin/python
+    rm -rf .gpu-site.tmp
+    "$PY" -m pip install --quiet --disable-pip-version-check --no-index --no-deps --no-compile \
+        --target .gpu-site.tmp .gpu-bundle/wheels/*.whl
+    mkdir -p .gpu-site.tmp/bin
+    printf '#!/bin/sh\nexec "%s" -m aerun "$@"\n' "$(command -v "$PY")" > .gpu-site.tmp/bin/aerun
+    chmod +x .gpu-site.tmp/bin/aerun
+    rm -rf .gpu-site && mv .gpu-site.tmp .gpu-site
 }
 
 unpack_mnist() {
@@ -42,17 +44,26 @@ unpack_mnist() {
     done
 }
 
-if [ "$install_only" = 1 ]; then
-    has_deps || install_bundle
+prepare() {
+    if ! has_deps; then
+        [ -d .gpu-site ] || install_bundle
+        use_site
+        if ! has_deps; then
+            echo "gpu-check: error: aerun still cannot import its dependencies from .gpu-site/ with $PY;" \
+                 "run \`make gpu-bundle\` again and carry the new .gpu-bundle/ here" >&2
+            exit 1
+        fi
+    fi
     unpack_mnist
-    echo "gpu-check: ready: $PY"
+}
+
+if [ "$install_only" = 1 ]; then
+    prepare
+    echo "gpu-check: ready: $PY${PYTHONPATH:+ with PYTHONPATH=$PYTHONPATH}"
     exit 0
 fi
-if ! has_cuda; then
+if ! has_cuda && [[ " $* " != *" --device cpu "* ]]; then
     exec "$PY" -m aerun.gpucheck "$@"   # one line, exit 0
 fi
-if [ -x .gpu-venv/bin/python ]; then PY=.gpu-venv/bin/python; fi
-has_deps || install_bundle
-unpack_mnist
-export PATH="$(dirname "$PY"):$PATH"
+prepare
 exec "$PY" -m aerun.gpucheck "$@"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -34,6 +35,8 @@ def test_the_table_has_a_row_per_step_and_marks_failures_and_skips():
             "deep": {"aerun_s": 0.105, "bound_s": 0.002, "fraction_of_bound": 0.02, "bound_precision": "float32"}}}},
         "report": {"status": 1, "seconds": 80.0, "training_seconds": 61.5},
         "resume": None,
+        "graphs": {"status": 0, "seconds": 12.0, "presets": {"deep": {
+            "eager_s": 0.4, "graphed_s": 0.1, "graphed_over_eager": 0.25, "max_weight_difference": 0.0}}},
     }
     lines = gpucheck.table(results).splitlines()
     assert lines[0] == "gpu-check on NVIDIA H100 (torch 2.11.0)"
@@ -44,6 +47,25 @@ def test_the_table_has_a_row_per_step_and_marks_failures_and_skips():
     assert any(l.startswith("bench precision=bf16-mixed") and " ok " in l for l in lines)
     assert any("deep" in l and "0.105" in l and "bf16-mixed/32 0.50" in l for l in lines)
     assert any(l.startswith("resume exactness") and "skipped" in l for l in lines)
+    assert any(l.startswith("CUDA graphs") and " ok " in l for l in lines)
+    assert any("deep" in l and "0.400 -> 0.100 (x0.25)" in l and "differ by 0" in l for l in lines)
+    # a step not asked for (--steps) has no row at all
+    assert not any(l.startswith("device tests") for l in gpucheck.table({"device": "cpu"}).splitlines())
+
+
+def test_an_unknown_step_is_one_line_and_exit_2(capsys):
+    assert gpucheck.main(["--steps", "bench,benhc", "--out", "unused"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no step benhc" in err and "device_tests" in err
+    assert not (ROOT / "unused").exists()
+
+
+def test_a_dry_run_on_the_cpu_runs_only_the_steps_asked_for(tmp_path, capsys):
+    assert gpucheck.main(["--device", "cpu", "--steps", "graphs", "--out", str(tmp_path)]) == 0
+    written = json.loads((tmp_path / "gpu-check.json").read_text())
+    assert set(written) == {"device", "torch", "graphs"} and written["device"] == "cpu"
+    assert written["graphs"]["note"] == "CUDA graphs need a CUDA device" and written["graphs"]["presets"] == {}
+    assert "CUDA graphs need a CUDA device" in capsys.readouterr().out
 
 
 def test_resume_exactness_measures_the_weight_difference(tmp_path):

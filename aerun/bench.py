@@ -99,13 +99,13 @@ def reference_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, loader, 
 
 
 def aerun_epoch(model, optimizer, images: torch.Tensor, batch_size: int, seed: int, epoch: int,
-                precision: str = "32") -> float:
+                precision: str = "32", cuda_graphs: bool = False) -> float:
     device = images.device
     synchronize(device)
     start = time.perf_counter()
     train_epoch(model, optimizer, images, batch_size=batch_size, generator=epoch_generator(seed, epoch),
                 objective=Objective.defaults(model), desc="aerun", precision=precision,
-                scaler=mixed.scaler(precision, device))
+                scaler=mixed.scaler(precision, device), cuda_graphs=cuda_graphs)
     synchronize(device)
     return time.perf_counter() - start
 
@@ -127,7 +127,8 @@ def bench_preset(name: str, model_cfg: DictConfig, cfg: DictConfig, device: torc
             if kind == "reference":
                 seconds = reference_epoch(model, optimizer, loader, device)
             else:
-                seconds = aerun_epoch(model, optimizer, images, cfg.batch_size, cfg.seed, epoch, str(cfg.precision))
+                seconds = aerun_epoch(model, optimizer, images, cfg.batch_size, cfg.seed, epoch, str(cfg.precision),
+                                      bool(cfg.cuda_graphs))
             epochs[kind].append(seconds)
             log.info("%-8s %-9s epoch %d: %.2f s", name, kind, epoch, seconds)
         probes.append(matmul_gflops(device))
@@ -197,8 +198,10 @@ def bench(cfg: DictConfig, models: dict[str, DictConfig], run_dir: Path) -> dict
     tf32 = tf32_gflops(device) if device.type == "cuda" else None
     rows = {}
     for name, (epochs, flops) in timed.items():
-        uses_tf32 = tf32_in_use(build(models[name].builder, in_shape=shape, **builder_args(models[name])), device)
+        model = build(models[name].builder, in_shape=shape, **builder_args(models[name]))
+        uses_tf32 = tf32_in_use(model, device)
         rows[name] = summarise(epochs, flops, tf32 if uses_tf32 else gflops, "tf32" if uses_tf32 else "float32")
+        rows[name]["cuda_graph"] = bool(cfg.cuda_graphs) and device.type == "cuda" and model.graphable
     result: dict[str, Any] = {
         "device": str(device),
         "threads": torch.get_num_threads(),
@@ -208,6 +211,7 @@ def bench(cfg: DictConfig, models: dict[str, DictConfig], run_dir: Path) -> dict
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         "dataset": cfg.dataset.name,
         "precision": str(cfg.precision),
+        "cuda_graphs": bool(cfg.cuda_graphs) and device.type == "cuda",
         "shape": list(shape),
         "batch_size": cfg.batch_size,
         "repeats": cfg.repeats,

@@ -9,8 +9,8 @@ Five steps (six rows), each timed, each a row of the table and an entry of `gpu-
    and again at bf16-mixed;
 3. resume exactness: each preset trained 2 epochs straight and 1 + 1 resumed, the largest
    weight difference;
-4. a trial of CUDA graphs for the launch-bound MLP presets: the whole training step (forward, loss, backward,
-   Adam) captured once and replayed, its epoch against aerun's eager one, and the weights after one epoch of each;
+4. CUDA graphs (`cuda_graphs`, aerun.graphs) against eager steps, for every preset whose family can be
+   captured: each one's epoch both ways, and the weights after one epoch of each;
 5. the whole `aerun report` on the GPU, in a scratch folder.
 
 On a machine without CUDA it says so in one line and exits 0 at once; `--device cpu` runs the same steps on
@@ -127,14 +127,11 @@ def resume(out: Path, timeout: float, device: str = "cuda") -> dict[str, Any]:
     return resume_exactness(out, os.environ.get("AERUN_DATA_DIR", "data"), device=device)
 
 
-GRAPH_PRESETS = ("shallow", "deep")  # the MLPs: many small kernels a step, the launch-bound epochs
-
-
-def graphed_trial(out: Path, timeout: float, device: str = "cuda", presets: tuple[str, ...] = GRAPH_PRESETS,
+def graphed_trial(out: Path, timeout: float, device: str = "cuda", presets: tuple[str, ...] | None = None,
                   repeats: int = 3) -> dict[str, Any]:
-    """Per MLP preset: aerun's eager epoch against one whose full batches replay a captured CUDA graph of the
-    whole step, from the same initial weights over the same batches; seconds (median of `repeats`) and the
-    largest weight difference after the first epoch (Adam's capturable form against its default one)."""
+    """Per trained preset whose family can be captured (`graphable`): aerun's epoch with cuda_graphs=false and
+    with cuda_graphs=true, from the same initial weights over the same batches; seconds (median of `repeats`)
+    and the largest weight difference after the first epoch."""
     start = time.perf_counter()
     if device != "cuda":
         return {"status": 0, "seconds": 0.0, "presets": {}, "note": "CUDA graphs need a CUDA device"}
@@ -152,32 +149,27 @@ def graphed_trial(out: Path, timeout: float, device: str = "cuda", presets: tupl
     from aerun.train import epoch_generator, resolve_device, train_epoch
 
     rows: dict[str, Any] = {}
-    for preset in presets:
+    for preset in presets or trained_presets():
         cfg = compose_config("train", [f"model={preset}", "device=cuda",
                                        f"paths.data_dir={os.environ.get('AERUN_DATA_DIR', 'data')}"])
         cuda = resolve_device("cuda")  # the settings a CUDA run trains with (deterministic kernels)
-        images = load_split(cfg.dataset, "train", cfg.paths.data_dir, cuda).pixels
         torch.manual_seed(cfg.seed)
         initial = build(cfg.model.builder, in_shape=data_shape(cfg.dataset, cfg.paths.data_dir),
                         **builder_args(cfg.model)).to(cuda)
+        if not initial.graphable:
+            continue
+        images = load_split(cfg.dataset, "train", cfg.paths.data_dir, cuda).pixels
         times: dict[str, list[float]] = {"eager": [], "graphed": []}
         weights = {}
         for kind in times:
             model = copy.deepcopy(initial)
-            if kind == "graphed":
-                optimizer = instantiate(cfg.optimizer)(params=model.parameters(), capturable=True)
-                step = graphed_step(model, optimizer, images, cfg.batch_size, Objective.of(cfg, model))
-            else:
-                optimizer, step = eager.build(instantiate(cfg.optimizer), model.parameters()), None
+            optimizer = eager.build(instantiate(cfg.optimizer), model.parameters())
             for epoch in range(1, repeats + 1):
-                generator = epoch_generator(cfg.seed, epoch)
                 torch.cuda.synchronize()
                 begin = time.perf_counter()
-                if step is None:
-                    train_epoch(model, optimizer, images, batch_size=cfg.batch_size, generator=generator,
-                                objective=Objective.of(cfg, model), desc=kind)
-                else:
-                    step(generator)
+                train_epoch(model, optimizer, images, batch_size=cfg.batch_size,
+                            generator=epoch_generator(cfg.seed, epoch), objective=Objective.of(cfg, model),
+                            desc=kind, cuda_graphs=kind == "graphed")
                 torch.cuda.synchronize()
                 times[kind].append(time.perf_counter() - begin)
                 if epoch == 1:
@@ -190,62 +182,6 @@ def graphed_trial(out: Path, timeout: float, device: str = "cuda", presets: tupl
         if time.perf_counter() - start > timeout:
             break
     return {"status": 0, "seconds": time.perf_counter() - start, "presets": rows}
-
-
-def graphed_step(model, optimizer, images, batch_size: int, objective):
-    """A function running one epoch over `images` (uint8 on the GPU) in the order of a generator: full batches
-    replay one CUDA graph of the whole step (forward, loss, backward, optimiser step; `optimizer` made with
-    capturable=True), the last, smaller batch runs eagerly. The model's and optimiser's state before the
-    capture's warm-up steps is put back, so the first replayed epoch starts where an eager one would."""
-    import torch
-
-    from aerun.data import floats
-    from aerun.objective import loss_terms
-    from aerun.train import batches
-
-    model.train()
-    params = list(model.parameters())
-    static_x = floats(images[:batch_size])
-
-    def one_step(x):
-        reconstruction, terms = loss_terms(model, x, x, objective, None)
-        loss = sum(terms.values(), reconstruction)
-        loss.backward()
-        optimizer.step()
-        return reconstruction
-
-    saved = [p.detach().clone() for p in params]
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(3):  # warm-up outside the graph (cuBLAS handles, the optimiser's state made)
-            optimizer.zero_grad(set_to_none=True)
-            one_step(static_x)
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    optimizer.zero_grad(set_to_none=True)
-    with torch.cuda.graph(graph):
-        static_reconstruction = one_step(static_x)
-    with torch.no_grad():  # back to the weights and the (fresh) optimiser state before the warm-up
-        for p, before in zip(params, saved):
-            p.copy_(before)
-        for p in params:  # a fresh Adam: step 0, both moments zero
-            for v in optimizer.state[p].values():
-                v.zero_()
-
-    def epoch(generator):
-        record = []
-        for idx in batches(images.shape[0], batch_size, generator, images.device):
-            if idx.numel() == batch_size:
-                static_x.copy_(floats(images.index_select(0, idx)))
-                graph.replay()
-                record.append(static_reconstruction.detach().clone())
-            else:
-                optimizer.zero_grad(set_to_none=False)
-                record.append(one_step(floats(images.index_select(0, idx))).detach())
-        return torch.stack(record)
-
-    return epoch
 
 
 def table(results: dict[str, Any]) -> str:
@@ -269,7 +205,8 @@ def table(results: dict[str, Any]) -> str:
     row("bench presets=all", bench_step, f"{len(presets)} presets", "bench")
     for name, r in presets.items():
         precision = " tf32" if r.get("bound_precision") == "tf32" else ""
-        rows.append(f"  {name:<26}{'':>8}{r['aerun_s']:>10.3f}  s/epoch; bound {r['bound_s']:.3f} s{precision}, "
+        graphed = ", CUDA graph" if r.get("cuda_graph") else ""
+        rows.append(f"  {name:<26}{'':>8}{r['aerun_s']:>10.3f}  s/epoch{graphed}; bound {r['bound_s']:.3f} s{precision}, "
                     f"fraction_of_bound {r['fraction_of_bound']:.2f}")
     mixed = results.get("bench_bf16")
     halves = ((mixed or {}).get("result") or {}).get("presets", {})
@@ -285,7 +222,7 @@ def table(results: dict[str, Any]) -> str:
     for name, difference in ((resume or {}).get("max_weight_difference") or {}).items():
         rows.append(f"  {name:<26}{'':>8}{'':>10}  {difference:.3g}" + ("  (bitwise equal)" if difference == 0 else ""))
     graphs = results.get("graphs")
-    row("CUDA graphs (MLP presets)", graphs, (graphs or {}).get("note") or "s/epoch eager -> graphed", "graphs")
+    row("CUDA graphs", graphs, (graphs or {}).get("note") or "s/epoch eager -> graphed", "graphs")
     for name, r in ((graphs or {}).get("presets") or {}).items():
         rows.append(f"  {name:<26}{'':>8}{'':>10}  {r['eager_s']:.3f} -> {r['graphed_s']:.3f} "
                     f"(x{r['graphed_over_eager']:.2f}); weights after one epoch differ by {r['max_weight_difference']:.3g}")

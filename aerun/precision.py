@@ -59,11 +59,12 @@ def prepare(precision: str, device: torch.device) -> None:
         torch.backends.cudnn.allow_tf32 = True
 
 
-def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
-    """The context the forward pass and the loss run in: autocast at the precision's type, or nothing at 32."""
+def autocast(precision: str, device: torch.device, cache: bool = True) -> contextlib.AbstractContextManager:
+    """The context the forward pass and the loss run in: autocast at the precision's type, or nothing at 32.
+    `cache=False` for a step captured in a CUDA graph (autocast's cast cache must not outlive the capture)."""
     if precision == "32":
         return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=DTYPES[precision])
+    return torch.autocast(device_type=device.type, dtype=DTYPES[precision], cache_enabled=cache)
 
 
 def scaler(precision: str, device: torch.device) -> torch.amp.GradScaler | None:

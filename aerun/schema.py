@@ -63,6 +63,7 @@ class TrainConfig:
     augment_shift: int = 0      # pixels: each training image moved at random by up to this many (0: off; 0-4)
     logger: str = "csv"         # csv (the histories eval/plot/report read) | tensorboard (event files beside them too)
     precision: str = "32"       # 32 | bf16-mixed | 16-mixed (CUDA): the forward pass and loss under autocast
+    cuda_graphs: bool = True    # on CUDA, replay each epoch's captured training step where exact (aerun.graphs)
     search: SearchConfig = field(default_factory=SearchConfig)
     paths: Any = MISSING
     dataset: DatasetConfig = MISSING

@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from aerun import checkpoint as ckpt
-from aerun import atomic, eager, failures, runlock, schema
+from aerun import atomic, eager, failures, graphs, runlock, schema
 from aerun import precision as mixed
 from aerun.data import Split, batch_rows, data_shape, floats, load_split, shape_text, showcase
 from aerun.errors import EnvironmentFailure, UserError
@@ -186,6 +186,7 @@ def train_epoch(
     device: torch.device | str | None = None,
     precision: str = "32",
     scaler: torch.amp.GradScaler | None = None,
+    cuda_graphs: bool = False,
 ) -> torch.Tensor:
     """One pass over `images` (uint8 pixels, made floats in [0, 1] batch by batch, or floats); returns
     (steps, 1 + terms) of [reconstruction term, each regulariser] per step.
@@ -199,20 +200,27 @@ def train_epoch(
     the probability, from the epoch's generator, so every epoch sees another binary draw of the training set.
     `device` is where the model is, when the images are not there (a split too large for a GPU's memory).
     `precision` runs the forward pass and the loss under autocast (aerun.precision); `scaler` scales the loss of
-    a float16 run before its backward pass.
+    a float16 run before its backward pass. With `cuda_graphs`, full batches replay one captured CUDA graph of
+    the step where that is exact (aerun.graphs); the numbers are the eager step's.
     """
     model.train()
     device = torch.device(device) if device is not None else images.device
     n_steps = -(-images.shape[0] // batch_size)
     record = torch.empty(n_steps, 1 + len(objective.names), device=device)
+    graphed = (graphs.GraphedStep(model, optimizer, objective, mixed.autocast(precision, device, cache=False))
+               if cuda_graphs and graphs.usable(model, optimizer, device, scaler) else None)
     with tqdm(total=n_steps, desc=desc, unit="batch", leave=False, disable=None) as bar:
         for i, idx in enumerate(batches(images.shape[0], batch_size, generator, images.device)):
             batch = images.index_select(0, idx)  # index_select: faster than images[idx]
             x = random_shift(floats(batch.to(device, non_blocking=True)), shift, generator)
             if binarize:
                 x = (draw(torch.rand, x, generator) < x).to(x.dtype)
+            inputs = corrupt(x, *noise, noise_generator)
+            if graphed is not None and len(idx) == batch_size and graphed(inputs, x, record[i]):
+                bar.update()
+                continue
             with mixed.autocast(precision, device):
-                reconstruction, terms = loss_terms(model, corrupt(x, *noise, noise_generator), x, objective, generator)
+                reconstruction, terms = loss_terms(model, inputs, x, objective, generator)
             optimizer.zero_grad(set_to_none=True)
             loss = sum(terms.values(), reconstruction)
             if scaler is None:
@@ -499,6 +507,8 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool,
             scaler.load_state_dict(state["scaler"])
         step = state["step"]
         log.info("resuming from epoch %d (step %d)", done, step)
+    graphed = bool(cfg.cuda_graphs) and graphs.usable(model, optimizer, device, scaler)
+    graphs.set_capturable(optimizer, graphed)
     events = None
     if cfg.logger == "tensorboard":
         events = EventLog(run_dir, test_set.take(showcase(cfg.dataset, test_set)).to(device))
@@ -513,7 +523,7 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool,
             objective=objective, desc=f"epoch {epoch}/{cfg.epochs}",
             noise=(cfg.noise.name, cfg.noise.level), noise_generator=epoch_generator(cfg.noise_seed, epoch),
             shift=cfg.augment_shift, binarize=cfg.dataset.binarize == "dynamic", device=device,
-            precision=cfg.precision, scaler=scaler,
+            precision=cfg.precision, scaler=scaler, cuda_graphs=graphed,
         )
         finite = torch.isfinite(record).all(dim=1)
         if not finite.all():

@@ -84,3 +84,15 @@ def test_the_report_says_a_mixed_precision(make_cfg, tmp_path):
     report(cfg)
     text = (tmp_path / "report" / "report.md").read_text()
     assert "trained at precision=bf16-mixed" in text and "evaluated in float32" in text
+
+
+def test_a_vqvae_restarts_dead_codebook_entries_under_bf16_autocast(make_cfg, tmp_path):
+    # the encoder's rows are bfloat16 under autocast and the codebook float32: a restart copies rows in
+    from aerun.train import train
+
+    run = tmp_path / "vq"
+    train(make_cfg("train", ["dataset=synthetic", "epochs=1", "batch_size=64", "device=cpu", "model=vqvae",
+                             "model.restart_every=1", "precision=bf16-mixed"]), run)
+    state = ckpt.load(run / ckpt.CHECKPOINT)["model"]["state"]
+    assert state["codebook"].dtype == torch.float32 and torch.isfinite(state["codebook"]).all()
+    assert int(state["steps"]) > 1  # restarts were due at every step

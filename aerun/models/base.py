@@ -13,7 +13,9 @@ to know about a family is declared on its class and has a default, so a family t
 - `measures_key` and `measures()`: what `eval.json` gains under `model.<measures_key>`;
 - `figures`: which of the optional figures apply (FIGURES), with the methods that draw them;
 - `reconstruction_name`: how the training log names its reconstruction term, and `collapse`, what a
-  health warning calls an output that no longer depends on its input.
+  health warning calls an output that no longer depends on its input;
+- `graphable`: its training step may be captured as a CUDA graph (aerun.graphs): `loss` draws no random
+  numbers, never waits on the host and runs the same kernels every step. Off unless a family says so.
 
 Families of other packages are found through the entry-point group `aerun.models`: each entry names a
 module that registers families when imported, and every such module is imported before a family is
@@ -64,6 +66,7 @@ class Autoencoder(nn.Module):
 
     in_shape: tuple[int, ...] = IMAGE_SHAPE
     fitted: ClassVar[bool] = False
+    graphable: ClassVar[bool] = False
     terms: ClassVar[tuple[Term, ...]] = (L1, CONTRACTIVE)
     measures_key: ClassVar[str | None] = None
     figures: ClassVar[frozenset[str]] = frozenset({ACTIVATIONS, CODE_SPACE})

@@ -65,6 +65,7 @@ class ConvAutoencoder(Autoencoder):
     """
 
     figures = frozenset({KERNELS})
+    graphable = True
 
     def __init__(
         self,

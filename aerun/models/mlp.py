@@ -24,6 +24,7 @@ class MLPAutoencoder(Autoencoder):
     encoder unless given. The assignment's ReLU everywhere, output included, is the default."""
 
     figures = frozenset({FILTERS, ACTIVATIONS, CODE_SPACE})
+    graphable = True
 
     def __init__(
         self,

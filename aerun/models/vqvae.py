@@ -150,7 +150,7 @@ class VectorQuantised(Autoencoder):
         if len(dead):
             where = generator.device if generator is not None else rows.device  # the epoch's generator: the CPU
             pick = torch.randint(len(rows), (len(dead),), generator=generator, device=where).to(rows.device)
-            self.codebook[dead] = rows[pick]
+            self.codebook[dead] = rows[pick].to(self.codebook.dtype)  # rows are bfloat16 under autocast
             self.usage[dead] = self.usage.mean()
 
     def loss(self, inputs: torch.Tensor, targets: torch.Tensor, weights: Mapping[str, float],

@@ -115,7 +115,7 @@ def resume_command(cfg: DictConfig) -> dict:
     if found is None:
         raise UserError(f"no checkpoint at {run_dir / ckpt.CHECKPOINT}; train a run first (`aerun train`)")
     config = OmegaConf.create(found[0]["config"])
-    for key in ("epochs", "device", "logger", "precision"):  # another precision is refused by train()
+    for key in ("epochs", "device", "logger", "precision", "cuda_graphs"):  # another precision: refused by train()
         if cfg[key] is not None:
             config[key] = str(cfg[key]) if key == "precision" else cfg[key]
     config.paths.data_dir = cfg.paths.data_dir

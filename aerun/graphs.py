@@ -9,14 +9,14 @@ binarisation and noise are drawn eagerly, as before, and copied into the graph's
 
 A step is captured only where that is exact:
 - the family says its loss draws no random numbers and never waits on the host (`Autoencoder.graphable`:
-  the MLPs, the convolutional AEs and the WTA; not the VAE, whose noise is drawn on the CPU, nor the VQ-VAE,
-  whose codebook restarts depend on counts);
+  the MLPs and the convolutional AEs; not the VAE, whose noise is drawn on the CPU, nor the VQ-VAE, whose
+  codebook restarts depend on counts, nor the WTA, whose capture failed on an H200 for a reason not yet found);
 - the optimiser can be captured (`capturable` among its options: Adam and AdamW);
 - no gradient scaler (16-mixed checks each step's gradients on the host).
 
 The warm-up steps a capture needs change the weights and the optimiser's state; both are put back before the
 first replay, so the epoch trains exactly the steps an eager one would. The last, smaller batch runs
-eagerly. A capture that fails is said once and the run goes on eagerly.
+eagerly. A capture that fails ends the run in one line that names `cuda_graphs=false`; its last checkpoint stays.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from aerun import eager
+from aerun.errors import UserError
 from aerun.objective import Objective, loss_terms
 
 log = logging.getLogger(__name__)
@@ -53,8 +54,7 @@ class GraphedStep:
     """One epoch's CUDA graph of the training step, captured at its first full batch.
 
     `__call__(inputs, targets, row)` runs one step on a batch of the captured size and writes
-    [reconstruction, each regulariser] into `row`; it returns False where the step could not be captured (the
-    caller then trains eagerly for the rest of the run).
+    [reconstruction, each regulariser] into `row`.
     """
 
     def __init__(self, model: Any, optimizer: torch.optim.Optimizer, objective: Objective,
@@ -62,7 +62,6 @@ class GraphedStep:
         self.model, self.optimizer, self.objective = model, optimizer, objective
         self.autocast = autocast
         self.graph: torch.cuda.CUDAGraph | None = None
-        self.failed = False
         set_capturable(optimizer, True)
 
     def step(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -95,11 +94,11 @@ class GraphedStep:
                 self.row = self.step(self.inputs, self.targets)
             self.graph = graph
         except RuntimeError as exc:
-            self.failed = True
-            log.warning("warning: the training step of %s could not be captured as a CUDA graph (%s); it trains "
-                        "eagerly (cuda_graphs=false says so from the start)", type(model).__name__,
-                        str(exc).splitlines()[0])
-            torch.cuda.synchronize()
+            # after a failed capture CUDA's random-number state can stay marked as capturing (seen on an H200:
+            # the next torch.randn on the GPU failed), so the process does not go on eagerly
+            raise UserError(f"the training step of {type(model).__name__} could not be captured as a CUDA graph "
+                            f"({str(exc).splitlines()[0]}); train it with cuda_graphs=false (a run already begun: "
+                            f"aerun resume=DIR cuda_graphs=false)") from exc
         finally:  # the warm-up's steps undone: the weights, and the optimiser's state as it was
             with torch.no_grad():
                 for k, v in model.state_dict().items():
@@ -114,16 +113,13 @@ class GraphedStep:
                             v.copy_(state[p][k])
             optimizer.zero_grad(set_to_none=not self.graph)  # kept where the graph writes them
 
-    def __call__(self, inputs: torch.Tensor, targets: torch.Tensor, row: torch.Tensor) -> bool:
-        if self.graph is None and not self.failed:
+    def __call__(self, inputs: torch.Tensor, targets: torch.Tensor, row: torch.Tensor) -> None:
+        if self.graph is None:
             self.capture(inputs, targets)
-        if self.failed:
-            return False
         self.inputs.copy_(inputs)
         self.targets.copy_(targets)
         self.replay()
         row.copy_(self.row)
-        return True
 
     def replay(self) -> None:
         self.graph.replay()

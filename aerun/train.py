@@ -216,7 +216,8 @@ def train_epoch(
             if binarize:
                 x = (draw(torch.rand, x, generator) < x).to(x.dtype)
             inputs = corrupt(x, *noise, noise_generator)
-            if graphed is not None and len(idx) == batch_size and graphed(inputs, x, record[i]):
+            if graphed is not None and len(idx) == batch_size:
+                graphed(inputs, x, record[i])
                 bar.update()
                 continue
             with mixed.autocast(precision, device):
@@ -507,7 +508,7 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool,
             scaler.load_state_dict(state["scaler"])
         step = state["step"]
         log.info("resuming from epoch %d (step %d)", done, step)
-    graphed = bool(cfg.cuda_graphs) and graphs.usable(model, optimizer, device, scaler)
+    graphed = bool(cfg.get("cuda_graphs", True)) and graphs.usable(model, optimizer, device, scaler)
     graphs.set_capturable(optimizer, graphed)
     events = None
     if cfg.logger == "tensorboard":

@@ -32,7 +32,6 @@ class WinnerTakeAll(Autoencoder):
     """in - encoder... - code (ReLU, lifetime-sparse in training) - linear decoder - in."""
 
     figures = frozenset({FILTERS, ACTIVATIONS, CODE_SPACE})
-    graphable = True
 
     def __init__(self, code: int = 2000, encoder: Sequence[int] = (), sparsity_rate: float = 0.05,
                  in_shape: Sequence[int] = IMAGE_SHAPE) -> None:

@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup data demo test bench clean slurm-up slurm-down gpu-bundle gpu-check browser
+.PHONY: setup lock data demo test bench clean slurm-up slurm-down gpu-bundle gpu-check browser
 
 setup: $(STAMP)
 
@@ -15,11 +15,17 @@ setup: $(STAMP)
 WARM := torch torchvision matplotlib.figure hydra omegaconf submitit joblib tqdm yaml pytest \
         tensorboard.backend.event_processing.event_accumulator hydra_plugins.hydra_submitit_launcher.submitit_launcher \
         aerun.cli aerun.train aerun.evaluate aerun.plot aerun.report aerun.bench
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-compile -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-compile -c constraints.txt -e '.[dev]'
 	env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -c 'import importlib, sys; [importlib.import_module(m) for m in sys.argv[1:]]' $(WARM)
 	touch $(STAMP)
+
+# constraints.txt written anew from what .venv holds (after changing pyproject.toml's dependencies and
+# running `make setup` with the new versions): the exact set the two README commands install.
+lock: setup
+	{ sed -n '1,2p' constraints.txt; $(BIN)/python -m pip freeze --exclude-editable --disable-pip-version-check; } > constraints.txt.tmp
+	mv constraints.txt.tmp constraints.txt
 
 data: setup
 	$(BIN)/aerun data

@@ -21,7 +21,15 @@ from omegaconf import DictConfig
 from aerun import schema
 from aerun.errors import UserError
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+def _conf_dir() -> Path:
+    """The configs: aerun/conf in an installed wheel (which carries conf/ as package data), else the
+    checkout's top-level conf/ (an editable install, or the source tree)."""
+    here = Path(__file__).resolve().parent
+    packaged = here / "conf"
+    return packaged if (packaged / "train.yaml").is_file() else here.parent / "conf"
+
+
+CONF_DIR = _conf_dir()
 SEARCHPATH = "hydra.searchpath"
 
 

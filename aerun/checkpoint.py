@@ -25,7 +25,7 @@ from aerun import atomic, schema
 from aerun.data.base import IMAGE_SHAPE
 from aerun.errors import EnvironmentFailure, UserError
 from aerun.models import Autoencoder, build
-from aerun.runs import CHECKPOINT, PREVIOUS
+from aerun.runs import BEST, CHECKPOINT, PREVIOUS, checkpoint_path
 
 FORMAT = 1
 DIGEST = "sha256"
@@ -62,6 +62,7 @@ def make(
     step: int,
     optimizer: torch.optim.Optimizer | None = None,
     scaler: torch.amp.GradScaler | None = None,
+    best: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     checkpoint = {
         "format": FORMAT,
@@ -81,7 +82,15 @@ def make(
     }
     if scaler is not None:  # a float16 run's loss scale, so that it resumes exactly
         checkpoint["scaler"] = on_cpu(scaler.state_dict())
+    if best is not None:  # checkpoint.monitor: its best value so far, and the epoch of checkpoints/best.pt
+        checkpoint["best"] = dict(best)
     return checkpoint
+
+
+def finished(checkpoint: dict[str, Any], epochs: int, fitted: bool) -> bool:
+    """Whether a run's checkpoint is the whole run its config asks for: a fitted model once it exists; a trained
+    one at exactly `epochs`, or stopped early by early_stop.patience."""
+    return fitted or int(checkpoint["epoch"]) == int(epochs) or bool(checkpoint.get("stopped_early"))
 
 
 def on_cpu(value: Any) -> Any:
@@ -124,12 +133,13 @@ def content_digest(checkpoint: dict[str, Any]) -> str:
     return digest.hexdigest()
 
 
-def save(checkpoint: dict[str, Any], path: Path) -> None:
+def save(checkpoint: dict[str, Any], path: Path, keep_previous: bool = True) -> None:
     """Stamp the checksum, write beside `path`, flush to disk, keep the checkpoint `path` held as previous.pt
-    beside it, then rename over `path` (aerun.atomic): at every moment `path` is a whole checkpoint."""
+    beside it (unless not `keep_previous`: best.pt), then rename over `path` (aerun.atomic): at every moment
+    `path` is a whole checkpoint."""
     path = Path(path)
     checkpoint[DIGEST] = content_digest(checkpoint)
-    with atomic.replacing(path, "wb", keep=path.with_name(PREVIOUS.name)) as f:
+    with atomic.replacing(path, "wb", keep=path.with_name(PREVIOUS.name) if keep_previous else None) as f:
         torch.save(checkpoint, f)
 
 

@@ -136,8 +136,12 @@ def eval_command(cfg: DictConfig) -> None:
     from aerun.evaluate import eval_name, evaluate, find_runs
     from aerun.train import resolve_device
 
+    from aerun.runs import checkpoint_path
+
     path = _required_run(cfg, "run", "eval")
     runs = find_runs(path)
+    for run in runs:  # checkpoint=best: every run has one, or one line before any work
+        checkpoint_path(run, cfg.checkpoint)
     noise = (cfg.noise.name, cfg.noise.level)
     if not isinstance(cfg.iw_samples, int) or isinstance(cfg.iw_samples, bool) or cfg.iw_samples < 0:
         raise UserError(f"iw_samples={cfg.iw_samples!r} is not allowed; it must be a whole number of samples "
@@ -152,7 +156,7 @@ def eval_command(cfg: DictConfig) -> None:
 
         control_index(list(dict.fromkeys(without_seed(label) for label in job_labels(runs))), str(control))
     evaluate(path, cfg.paths.data_dir, resolve_device(cfg.device), noise, cfg.noise_seed, cfg.iw_samples,
-             None if control is None else str(control))
+             None if control is None else str(control), which=cfg.checkpoint)
     summary = (path if len(runs) > 1 else runs[0]) / f"{eval_name(noise)}.md"
     print(summary.read_text())
     print(f"written: {summary} and eval.json beside it"
@@ -161,12 +165,16 @@ def eval_command(cfg: DictConfig) -> None:
 
 def plot_command(cfg: DictConfig) -> None:
     from aerun.plot import plot
+    from aerun.runs import checkpoint_path, find_runs
     from aerun.train import resolve_device
     from aerun.validate import positive_int
 
     positive_int("filters", cfg.filters)
+    path = _required_run(cfg, "run", "plot")
+    for run in find_runs(path):  # checkpoint=best: every run has one, or one line before any work
+        checkpoint_path(run, cfg.checkpoint)
     figures = plot(
-        _required_run(cfg, "run", "plot"), cfg.paths.data_dir, str(resolve_device(cfg.device)),
+        path, cfg.paths.data_dir, str(resolve_device(cfg.device)), which=cfg.checkpoint,
         baseline=cfg.baseline, ood=cfg.ood, ood_path=cfg.ood_path, noise=(cfg.noise.name, cfg.noise.level), filters=cfg.filters,
         pixel_noise=list(cfg.pixel_noise), code_noise=list(cfg.code_noise), seed=cfg.noise_seed,
     )

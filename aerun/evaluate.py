@@ -236,13 +236,14 @@ def saved_evaluation(run_dir: Path, device: torch.device | str, noise: tuple[str
 
 def evaluate_run(
     run_dir: Path, data_dir: Path | str, device: torch.device | str,
-    noise: tuple[str, float] = ("none", 0.0), noise_seed: int = 0, iw_samples: int = 0,
+    noise: tuple[str, float] = ("none", 0.0), noise_seed: int = 0, iw_samples: int = 0, which: str = "last",
 ) -> dict[str, Any]:
-    """Metrics of one run's checkpoint on its data set's test split, with PCA at the same code size.
+    """Metrics of one run's checkpoint (`which`: last, or best) on its data set's test split, with PCA at the same
+    code size.
 
     With a noise, the inputs are corrupted and the errors measured against the clean images.
     """
-    checkpoint = ckpt.load(Path(run_dir) / ckpt.CHECKPOINT)
+    checkpoint = ckpt.load(ckpt.checkpoint_path(run_dir, which))
     model = ckpt.rebuild(checkpoint, device)
     dataset = checkpoint["config"]["dataset"]
     test = load_split(dataset, "test", data_dir, device)
@@ -259,6 +260,7 @@ def evaluate_run(
         "run_dir": str(run_dir),
         "seed": checkpoint["config"]["seed"],
         "setting": setting_digest(checkpoint["config"]),
+        "checkpoint": which,
         "epoch": checkpoint["epoch"],
         "step": checkpoint["step"],
         "trained_with_noise": {"name": trained_on["name"], "level": trained_on["level"]},
@@ -306,6 +308,7 @@ def check_shape(model: Autoencoder, shape: tuple[int, ...], run_dir: Path | str,
 def evaluate(
     path: Path, data_dir: Path | str, device: torch.device | str,
     noise: tuple[str, float] = ("none", 0.0), noise_seed: int = 0, iw_samples: int = 0, control: str | None = None,
+    which: str = "last",
 ) -> dict[str, Any]:
     """Evaluate a run, or every job of a sweep; write eval.json and eval.md beside each, and for a sweep its
     page, index.html and index.md (aerun.sweep_page), comparing every setting with `control` if named.
@@ -318,7 +321,7 @@ def evaluate(
     name = eval_name(noise)
     results = []
     for run in runs:
-        result = evaluate_run(run, data_dir, device, noise, noise_seed, iw_samples)
+        result = evaluate_run(run, data_dir, device, noise, noise_seed, iw_samples, which)
         atomic.write_json(run / f"{name}.json", result)
         atomic.write_text(run / f"{name}.md", run_markdown(result))
         results.append(result)
@@ -404,7 +407,8 @@ def run_markdown(result: Mapping[str, Any]) -> str:
     lines = [
         f"# Evaluation of {result['run_dir']}",
         "",
-        f"{result['dataset']} {result['split']} split, {result['n_images']} images, after epoch {result['epoch']}. "
+        f"{result['dataset']} {result['split']} split, {result['n_images']} images, after epoch {result['epoch']}"
+        + (" (the best checkpoint)" if result.get("checkpoint") == "best" else "") + ". "
         "SSE is the sum of squared pixel errors per image on the [0, 1] scale"
         + (f", inputs corrupted by {result['noise']['name']} noise at level {result['noise']['level']:g} "
            "and errors measured against the clean images." if result["noise"]["name"] != "none" else "."),

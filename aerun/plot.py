@@ -61,9 +61,9 @@ class Loaded:
         return noise["name"], float(noise["level"])
 
 
-def load(run: Path, label: str | None, device: str, prefix: str = "") -> Loaded:
-    """A run's checkpoint and model; labelled by `label`, else by its preset's name."""
-    checkpoint = ckpt.load(run / ckpt.CHECKPOINT)
+def load(run: Path, label: str | None, device: str, prefix: str = "", which: str = "last") -> Loaded:
+    """A run's checkpoint (`which`: last, or best) and model; labelled by `label`, else by its preset's name."""
+    checkpoint = ckpt.load(ckpt.checkpoint_path(run, which))
     return Loaded(run, prefix + (label or checkpoint["model"]["name"]), checkpoint, ckpt.rebuild(checkpoint, device))
 
 
@@ -516,7 +516,7 @@ def plot(
     ood_path: str | None = None,
     noise: tuple[str, float] = ("none", 0.0), filters: int = 64,
     pixel_noise: Sequence[float] = (0.3, 0.5, 0.8, 0.9), code_noise: Sequence[float] = (0.1, 0.5, 0.8, 500),
-    seed: int = 0, each_job: bool = True, runs: Sequence[Path] | None = None,
+    seed: int = 0, each_job: bool = True, runs: Sequence[Path] | None = None, which: str = "last",
 ) -> list[Path]:
     """Write figures/*.png for a run, or for every job of a sweep plus comparisons at its root.
 
@@ -527,7 +527,7 @@ def plot(
     path = Path(path)
     runs = list(runs) if runs is not None else find_runs(path)
     labels = job_labels(runs) if is_sweep(path, runs) else [None]
-    loaded = [load(run, label and without_seed(label), device) for run, label in zip(runs, labels)]
+    loaded = [load(run, label and without_seed(label), device, which=which) for run, label in zip(runs, labels)]
     groups = seed_groups(loaded)
     models = [members[0] for members in groups]  # showcase figures: each setting's lowest seed
     base = None

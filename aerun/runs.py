@@ -9,6 +9,19 @@ from aerun.errors import UserError
 
 CHECKPOINT = Path("checkpoints") / "last.pt"
 PREVIOUS = Path("checkpoints") / "previous.pt"
+BEST = Path("checkpoints") / "best.pt"  # the epoch of the best checkpoint.monitor value (aerun.train)
+WHICH = {"last": CHECKPOINT, "best": BEST}
+
+
+def checkpoint_path(run: Path, which: str = "last") -> Path:
+    """A run's `checkpoint=last|best` file; one line for another value or a run without a best checkpoint."""
+    if which not in WHICH:
+        raise UserError(f"checkpoint={which!r} is not allowed; allowed: {', '.join(WHICH)}")
+    path = Path(run) / WHICH[which]
+    if which == "best" and not path.is_file() and (Path(run) / CHECKPOINT).is_file():
+        raise UserError(f"{run} has no best checkpoint ({BEST}): it keeps one when trained with "
+                        "checkpoint.monitor=val_loss and dataset.val_size=N; use checkpoint=last")
+    return path
 
 
 def find_runs(path: Path, key: str = "run") -> list[Path]:

@@ -50,6 +50,19 @@ class SearchConfig:
 
 
 @dataclass
+class CheckpointConfig:
+    """Which checkpoints a run keeps besides checkpoints/last.pt (aerun.train)."""
+
+    monitor: Optional[str] = None  # keep checkpoints/best.pt at the epoch of this column's best value: val_loss
+    #                                (lowest), val_probe (highest; both need dataset.val_size) or a train_ column
+
+
+@dataclass
+class EarlyStopConfig:
+    patience: int = 0  # stop after this many epochs without checkpoint.monitor improving; 0: train every epoch
+
+
+@dataclass
 class TrainConfig:
     epochs: int = 10            # the assignment's 10 (5 for its sparse, denoising and conv AEs, set by their presets)
     batch_size: int = 256
@@ -65,6 +78,8 @@ class TrainConfig:
     precision: str = "32"       # 32 | bf16-mixed | 16-mixed (CUDA): the forward pass and loss under autocast
     cuda_graphs: bool = True    # on CUDA, replay each epoch's captured training step where exact (aerun.graphs)
     search: SearchConfig = field(default_factory=SearchConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    early_stop: EarlyStopConfig = field(default_factory=EarlyStopConfig)
     paths: Any = MISSING
     dataset: DatasetConfig = MISSING
     optimizer: Any = MISSING
@@ -92,10 +107,11 @@ def register() -> None:
 
 
 # Keys a run may change and still be the same run: where data lives, where it runs, what it logs besides its
-# CSVs, how long it trains (more epochs resume it), and what a search reads of it. A key newer than a checkpoint is not a change: the
+# CSVs, how long it trains (more epochs resume it), what a search reads of it, and whether a GPU replays its
+# step as a CUDA graph (the same numbers). A key newer than a checkpoint is not a change: the
 # checkpoint's config is completed with its default (`complete`). The report's jobs and a continued sweep's
 # jobs are reused or resumed on this rule.
-REUSABLE_CHANGES = ("paths", "device", "epochs", "logger", "search")
+REUSABLE_CHANGES = ("paths", "device", "epochs", "logger", "search", "cuda_graphs")
 
 
 def first_difference(stored: Any, wanted: Any, prefix: str = "") -> str | None:

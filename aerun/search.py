@@ -43,6 +43,14 @@ def direction(metric: str) -> str:
     return VALIDATION.get(metric, "minimize")
 
 
+def check_metric(key: str, metric: str) -> None:
+    """A column chosen to decide by (a search's objective, the best checkpoint): a validation measure or a training
+    column of loss_epoch.csv, never the test split's; one line otherwise."""
+    if metric == NO_TEST or not (metric in VALIDATION or metric.startswith("train_")):
+        raise UserError(f"{key}={metric} is not allowed; it must be {', '.join(VALIDATION)} or a train_ column of "
+                        "loss_epoch.csv (aerun never chooses on the test split: hold out dataset.val_size=N images)")
+
+
 def chosen(args: list[str]) -> bool:
     """Whether a command line (aerun's train, with -m) runs a search: `hydra/sweeper=optuna` on it, or an experiment
     that selects that sweeper (conf/experiment/search_contractive.yaml)."""
@@ -83,9 +91,7 @@ def check(cfg: DictConfig, sweeper_direction: str | None = None) -> None:
         raise UserError("a search is tuned on a validation split, never on the test split: add dataset.val_size=N "
                         "(for MNIST, 10000 holds out a sixth of the training images)")
     metric = cfg.search.metric
-    if metric == NO_TEST or not (metric in VALIDATION or metric.startswith("train_")):
-        raise UserError(f"search.metric={metric} is not allowed; it must be {', '.join(VALIDATION)} or a train_ "
-                        "column of loss_epoch.csv (a search never reads the test split)")
+    check_metric("search.metric", metric)
     if sweeper_direction == "maximize" and direction(metric) == "minimize":
         raise UserError(f"hydra.sweeper.direction=maximize would search for the worst {metric}; leave the direction "
                         f"out: a search {direction(metric)}s its metric")

@@ -176,7 +176,7 @@ def plan(sweep_dir: Path, combos: Sequence[Sequence[str]], configs: Sequence[Any
                 if done > wanted["epochs"] and not fitted:
                     raise UserError(f"{sweep_dir / folder} is trained to epoch {done}, more than epochs="
                                     f"{wanted['epochs']}; a sweep is not cut short: give epochs={done} or more")
-                if fitted or done == wanted["epochs"]:
+                if ckpt.finished(found[0], wanted["epochs"], fitted):
                     result.complete += 1
                 else:
                     result.resume += 1

@@ -33,6 +33,7 @@ from aerun.models import Autoencoder, build, builder_args
 from aerun.noise import corrupt, draw
 from aerun.objective import Objective, loss_terms
 from aerun.probe import probe_accuracy
+from aerun.search import direction
 from aerun.tensorboard import EventLog
 from aerun.validate import available_devices, check_train
 from aerun.validate import device as check_device
@@ -316,7 +317,27 @@ def validation_measures(cfg: DictConfig) -> tuple[str, ...]:
     """What each epoch measures on the validation split: its MSE, and the linear probe's accuracy (a probe fitted
     on the training split's codes, scored on the validation split's: a few seconds an epoch) when a search asks
     for it."""
-    return ("val_loss", "val_probe") if cfg.search.metric == "val_probe" else ("val_loss",)
+    probe = "val_probe" in (cfg.search.metric, cfg.get("checkpoint", {}).get("monitor"))
+    return ("val_loss", "val_probe") if probe else ("val_loss",)
+
+
+def monitored(name: str, record: torch.Tensor, validation: dict[str, float] | None, terms: tuple[str, ...]) -> float:
+    """An epoch's value of loss_epoch.csv's column `name` (checkpoint.monitor), at full precision."""
+    if validation and name in validation:
+        return float(validation[name])
+    means = record.mean(0).tolist()
+    if name == "train_loss":
+        return means[0]
+    if name == "train_penalty":
+        return float(sum(means[1:]))
+    return means[1 + terms.index(name.removeprefix("train_"))]
+
+
+def improves(value: float, best: dict[str, Any] | None, name: str) -> bool:
+    """Whether `value` of column `name` beats the best so far (a validation measure's own way; losses lower)."""
+    if best is None:
+        return True
+    return value > best["value"] if direction(name) == "maximize" else value < best["value"]
 
 
 def write_failure(exc: OSError, run_dir: Path, epoch: int) -> EnvironmentFailure:
@@ -460,8 +481,9 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool,
         model.load_state_dict(state["model"]["state"])
     config = OmegaConf.to_container(cfg, resolve=True)
     describe = dict(model=model, preset=cfg.model.name, builder=cfg.model.builder, args=args, config=config)
-    if state and (done == cfg.epochs or model.fitted):
-        log.info("%s is already trained to epoch %d; nothing to do", run_dir, done)
+    if state and ckpt.finished(state, cfg.epochs, model.fitted):
+        how = "stopped early at" if state.get("stopped_early") else "already trained to"
+        log.info("%s is %s epoch %d; nothing to do", run_dir, how, done)
         return {"run_dir": str(run_dir), "epochs": done, "test_loss": None}
 
     train_set = load_split(cfg.dataset, "train", cfg.paths.data_dir, device)
@@ -510,6 +532,8 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool,
         log.info("resuming from epoch %d (step %d)", done, step)
     graphed = bool(cfg.get("cuda_graphs", True)) and graphs.usable(model, optimizer, device, scaler)
     graphs.set_capturable(optimizer, graphed)
+    monitor, patience = cfg.get("checkpoint", {}).get("monitor"), int(cfg.get("early_stop", {}).get("patience", 0))
+    best = dict(state["best"]) if state and state.get("best") else None
     events = None
     if cfg.logger == "tensorboard":
         events = EventLog(run_dir, test_set.take(showcase(cfg.dataset, test_set)).to(device))
@@ -539,11 +563,23 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool,
                             "try a smaller optimizer.lr")
         seconds = time.perf_counter() - start
         test_loss, validation = mean_mse(model, test_set.pixels), validate()
+        better, stop = False, False
+        if monitor:
+            value = monitored(monitor, record, validation, objective.names)
+            better = improves(value, best, monitor)
+            if better:
+                best = {"monitor": monitor, "value": value, "epoch": epoch}
+            stop = bool(patience) and epoch - best["epoch"] >= patience and epoch < cfg.epochs
         kept = history.sizes()
         try:  # the epoch's rows and its checkpoint are written together, or neither is
             history.append(epoch, step, record, test_loss, seconds, validation)
-            ckpt.save(ckpt.make(**describe, epoch=epoch, step=step + len(record), optimizer=optimizer,
-                                scaler=scaler), path)
+            made = ckpt.make(**describe, epoch=epoch, step=step + len(record), optimizer=optimizer, scaler=scaler,
+                             best=best)
+            if better:  # first, so that last.pt never names a best epoch that best.pt does not hold
+                ckpt.save(dict(made), run_dir / ckpt.BEST, keep_previous=False)
+            if stop:  # early_stop.patience ended the run before its epochs: complete as it is (ckpt.finished)
+                made["stopped_early"] = True
+            ckpt.save(made, path)
         except OSError as exc:
             history.truncate(kept)
             raise write_failure(exc, run_dir, epoch) from exc
@@ -555,6 +591,10 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool,
                  "" if validation is None else f"val MSE {validation['val_loss']:.5f}  "
                  + (f"val probe {validation['val_probe']:.2%}  " if "val_probe" in validation else ""),
                  test_loss, seconds)
+        if stop:
+            log.info("stopped early at epoch %d: %s has not improved on %.6g (epoch %d) for %d epochs; %s holds that "
+                     "epoch", epoch, monitor, best["value"], best["epoch"], patience, ckpt.BEST)
+            break
         if after_epoch is not None and validation is not None and after_epoch(epoch, validation) and epoch < cfg.epochs:
             log.info("pruned at epoch %d: its %s is worse than earlier trials' at this epoch", epoch, cfg.search.metric)
             if events:
@@ -565,4 +605,9 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool,
     warning = health_warning(cfg, model, test_set.pixels, history, mean_of(train_set.pixels).to(device))
     if warning:
         log.warning("warning: %s", warning)
-    return {"run_dir": str(run_dir), "epochs": cfg.epochs, "test_loss": test_loss, "warning": warning}
+    result = {"run_dir": str(run_dir), "epochs": epoch, "test_loss": test_loss, "warning": warning}
+    if best is not None:
+        result["best"] = best
+    if stop:
+        result["stopped_early"] = epoch
+    return result

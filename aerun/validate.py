@@ -19,8 +19,9 @@ from aerun import eager, noise, precision, tensorboard
 from aerun.data import BINARIZE, data_shape, dataset
 from aerun.errors import UserError
 from aerun.models import Autoencoder, build, builder_args, families
-from aerun.objective import Term, default
+from aerun.objective import Objective, Term, default
 from aerun.schema import DEFAULTS
+from aerun.search import VALIDATION, check_metric
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 MAX_SHIFT = 4
@@ -145,6 +146,28 @@ def check_train(cfg: DictConfig) -> None:
     shape = data_shape(cfg.dataset, cfg.paths.data_dir)
     model = build(cfg.model.builder, in_shape=shape, **builder_args(cfg.model))  # every argument, checked by its builder
     check_terms(cfg, model)
+    check_monitor(cfg, model)
+
+
+def check_monitor(cfg: DictConfig, model: Autoencoder) -> None:
+    """checkpoint.monitor a column this run logs and may choose by (aerun.search.check_metric), its validation
+    split there; early_stop.patience a count of epochs, with a monitor to count them by."""
+    monitor, patience = cfg.checkpoint.monitor, cfg.early_stop.patience
+    if not _is_int(patience) or patience < 0:
+        raise UserError(f"early_stop.patience={patience!r} is not allowed; it must be 0 (off) or a number of epochs")
+    if patience and monitor is None:
+        raise UserError(f"early_stop.patience={patience} stops a run when checkpoint.monitor stops improving: name "
+                        "one, e.g. checkpoint.monitor=val_loss dataset.val_size=10000")
+    if monitor is None:
+        return
+    check_metric("checkpoint.monitor", monitor)
+    if monitor in VALIDATION and not cfg.dataset.val_size:
+        raise UserError(f"checkpoint.monitor={monitor} is measured on a validation split: add dataset.val_size=N "
+                        "(for MNIST, 10000 holds out a sixth of the training images)")
+    logged = ("train_loss", "train_penalty", *(f"train_{name}" for name in Objective.of(cfg, model).names))
+    if monitor not in VALIDATION and monitor not in logged:
+        raise UserError(f"checkpoint.monitor={monitor} is not a column this run logs; it logs "
+                        f"{', '.join((*VALIDATION, *logged))}")
 
 
 def check_terms(cfg: DictConfig, model: Autoencoder) -> None:

@@ -173,6 +173,9 @@ def plan_sweep(sweep: Sweep, extra: Sequence[str], runs_dir: Path, seeds: list[i
         jobs = []
         for cfg in cfgs:
             check_train(cfg)
+            if cfg.early_stop.patience:
+                raise UserError(f"train_overrides sets early_stop.patience={cfg.early_stop.patience}: the report sets "
+                                "runs of one length side by side (a spread must not mix run lengths); drop it")
             jobs.append(Job(sweep, combo, cfg, job_dir(runs_dir / sweep.name, i, int(cfg.seed), int(cfgs[0].seed))))
         settings.append(Setting(jobs))
     return settings

@@ -237,6 +237,24 @@ def report_command(cfg: DictConfig) -> Path:
     return page
 
 
+def encode_command(cfg: DictConfig) -> None:
+    from aerun.encode import encode_run
+    from aerun.runs import checkpoint_path, find_runs
+    from aerun.train import resolve_device
+
+    runs = find_runs(_required_run(cfg, "run", "encode"))
+    if cfg.out is not None and len(runs) > 1:
+        raise UserError(f"out={cfg.out} names one file, and run= is a sweep of {len(runs)} jobs; leave out out= "
+                        "to write each job's codes beside it")
+    for run in runs:  # checkpoint=best: every run has one, or one line before any work
+        checkpoint_path(run, cfg.checkpoint)
+    device = resolve_device(cfg.device)
+    for run in runs:
+        done = encode_run(run, str(cfg.split), cfg.paths.data_dir, device, cfg.checkpoint, cfg.out)
+        print(f"{done['path']}: codes ({done['n']}, {done['code_dim']}), indices"
+              + (", labels" if done["labels"] else "") + f" of the {cfg.split} split")
+
+
 def data_command(cfg: DictConfig) -> None:
     from aerun.data import dataset
 
@@ -249,10 +267,11 @@ COMMANDS: dict[str, Callable[[DictConfig], object]] = {
     "eval": eval_command,
     "plot": plot_command,
     "data": data_command,
+    "encode": encode_command,
     "bench": bench_command,
     "report": report_command,
 }
-TYPED = ("train", "eval", "plot", "data", "bench", "report")  # what users type; `resume` is `train resume=DIR`
+TYPED = ("train", "eval", "plot", "encode", "data", "bench", "report")  # what users type; `resume` is `train resume=DIR`
 
 
 # --------------------------------------------------------------------------- preflight
@@ -341,7 +360,7 @@ def continue_sweep(combos: list[list[str]], configs: list[DictConfig], checked_a
 
 def check_composed(config_name: str, cfg: DictConfig, output_key: str) -> None:
     """The checks of one composed job: its values, and the folders it will write or read."""
-    if config_name in ("eval", "plot"):  # first, and before torch is loaded: the folder holds a run
+    if config_name in ("eval", "plot", "encode"):  # first, and before torch is loaded: the folder holds a run
         from aerun.runs import find_runs
 
         find_runs(_required_run(cfg, "run", config_name))

@@ -190,9 +190,16 @@ class Split:
     pixels: torch.Tensor                 # uint8 (N, C, H, W): on the device, or in host memory where it would not fit
     labels: torch.Tensor | None          # int64 (N,), on the device; None for a data set without labels
     classes: tuple[str, ...] | None = None
+    index: torch.Tensor | None = None    # int64 (N,) on the CPU: each image's position in the data set's own
+    #                                      split (dataset.classes and dataset.val_size keep a subset); None: 0..N-1
 
     def __len__(self) -> int:
         return self.pixels.shape[0]
+
+    @property
+    def positions(self) -> torch.Tensor:
+        """Each image's position in the data set's own split (`aerun encode` writes them as `indices`)."""
+        return self.index if self.index is not None else torch.arange(len(self))
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -269,7 +276,8 @@ def load_split(dataset: Mapping, split: str, data_dir: Path | str, device: torch
     mode = dataset.get("binarize") or "none"
     if mode not in BINARIZE:
         raise UserError(f"dataset.binarize={mode!r} is not allowed; allowed: {', '.join(BINARIZE)}")
-    node = json.dumps({k: v for k, v in dict(dataset).items() if k not in HOW_USED}, sort_keys=True, default=str)
+    plain = OmegaConf.to_container(dataset, resolve=True) if isinstance(dataset, DictConfig) else dict(dataset)
+    node = json.dumps({k: v for k, v in plain.items() if k not in HOW_USED}, sort_keys=True, default=str)
     key = (node, source, str(Path(data_dir).resolve()))
     drawn_once = mode == "static" or (mode == "dynamic" and split != "train")
     if source == "train" and val_size:
@@ -285,9 +293,10 @@ def _held_out(key: tuple, drawn_once: bool, val_size: int, seed: int, val: bool,
         raise UserError(f"dataset.val_size={val_size} is not allowed: the training split has {len(whole)} images; "
                         f"hold out between 1 and {len(whole) - 1}")
     order = torch.randperm(len(whole), generator=torch.Generator().manual_seed(VAL_SEED + seed))
-    index = (order[:val_size] if val else order[val_size:]).sort().values.to(whole.pixels.device)
+    kept = (order[:val_size] if val else order[val_size:]).sort().values
+    index = kept.to(whole.pixels.device)
     labels = whole.labels[index] if whole.labels is not None else None
-    return Split(pixels=whole.pixels[index], labels=labels, classes=whole.classes)
+    return Split(pixels=whole.pixels[index], labels=labels, classes=whole.classes, index=whole.positions[kept])
 
 
 @functools.lru_cache(maxsize=4)
@@ -297,7 +306,8 @@ def _binarized(key: tuple, device: str) -> Split:
     grey = _on_device(key, device)
     gen = torch.Generator().manual_seed(BINARY_SEED + SPLITS.index(key[1]))
     drawn = torch.rand(grey.pixels.shape, generator=gen) < floats(grey.pixels.cpu())
-    return Split(pixels=(drawn.to(torch.uint8) * 255).to(device), labels=grey.labels, classes=grey.classes)
+    return Split(pixels=(drawn.to(torch.uint8) * 255).to(device), labels=grey.labels, classes=grey.classes,
+                 index=grey.index)
 
 
 # Keep a split in host memory rather than on a GPU where it would take more than this share of the free memory;
@@ -311,21 +321,22 @@ def _on_device(key: tuple, device: str) -> Split:
     images = load_images(node, split, key[2])
     pixels = images.pixels
     classes = node.get("classes")
-    labels = images.labels
+    labels, index = images.labels, None
     if classes is not None:
-        pixels, labels = only_classes(images, classes, node["name"], split)
+        pixels, labels, index = only_classes(images, classes, node["name"], split)
     target = torch.device(device)
     if target.type == "cuda":
         free, _ = torch.cuda.mem_get_info(target)
         if pixels.numel() > DEVICE_SHARE * free:
             log.info("the %s split (%.1f GB as uint8) stays in host memory: batches are copied to %s one by one",
                      split, pixels.numel() / 1e9, device)
-            return Split(pixels.pin_memory(), labels.to(target) if labels is not None else None, images.classes)
-    return Split(pixels.to(target), labels.to(target) if labels is not None else None, images.classes)
+            return Split(pixels.pin_memory(), labels.to(target) if labels is not None else None, images.classes, index)
+    return Split(pixels.to(target), labels.to(target) if labels is not None else None, images.classes, index)
 
 
-def only_classes(images: Images, classes: Sequence[int], name: str, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """The images of the given classes only (dataset.classes)."""
+def only_classes(images: Images, classes: Sequence[int], name: str,
+                 split: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The images of the given classes only (dataset.classes), their labels, and their positions in the split."""
     if images.labels is None:
         raise UserError(f"dataset.classes={list(classes)} needs labels, and {name} has none; drop dataset.classes")
     wanted = torch.tensor([int(k) for k in classes])
@@ -333,7 +344,7 @@ def only_classes(images: Images, classes: Sequence[int], name: str, split: str) 
     if not keep.any():
         raise UserError(f"dataset.classes={list(classes)}: the {split} split of {name} has no image of these classes; "
                         f"its labels run from {int(images.labels.min())} to {int(images.labels.max())}")
-    return images.pixels[keep], images.labels[keep]
+    return images.pixels[keep], images.labels[keep], keep.nonzero().flatten()
 
 
 def showcase(dataset: Mapping[str, Any], test: Split) -> list[int]:

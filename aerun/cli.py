@@ -255,6 +255,23 @@ def encode_command(cfg: DictConfig) -> None:
               + (", labels" if done["labels"] else "") + f" of the {cfg.split} split")
 
 
+def export_command(cfg: DictConfig) -> None:
+    from aerun.export import export_run
+    from aerun.runs import checkpoint_path, find_runs
+
+    runs = find_runs(_required_run(cfg, "run", "export"))
+    if cfg.out is not None and len(runs) > 1:
+        raise UserError(f"out={cfg.out} names one file, and run= is a sweep of {len(runs)} jobs; leave out out= "
+                        "to write each job's model beside it")
+    for run in runs:  # checkpoint=best: every run has one, or one line before any work
+        checkpoint_path(run, cfg.checkpoint)
+    for run in runs:
+        done = export_run(run, str(cfg.format), cfg.paths.data_dir, cfg.checkpoint, cfg.out)
+        worst = max(done["max_difference"].values())
+        print(f"{done['path']}: {done['format']}, images (N, {', '.join(map(str, done['input']['shape'][1:]))}) -> "
+              f"reconstruction, code; checked on {done['checked_on']}: largest difference from PyTorch {worst:.2g}")
+
+
 def data_command(cfg: DictConfig) -> None:
     from aerun.data import dataset
 
@@ -268,10 +285,11 @@ COMMANDS: dict[str, Callable[[DictConfig], object]] = {
     "plot": plot_command,
     "data": data_command,
     "encode": encode_command,
+    "export": export_command,
     "bench": bench_command,
     "report": report_command,
 }
-TYPED = ("train", "eval", "plot", "encode", "data", "bench", "report")  # what users type; `resume` is `train resume=DIR`
+TYPED = ("train", "eval", "plot", "encode", "export", "data", "bench", "report")  # what users type; `resume` is `train resume=DIR`
 
 
 # --------------------------------------------------------------------------- preflight
@@ -360,7 +378,7 @@ def continue_sweep(combos: list[list[str]], configs: list[DictConfig], checked_a
 
 def check_composed(config_name: str, cfg: DictConfig, output_key: str) -> None:
     """The checks of one composed job: its values, and the folders it will write or read."""
-    if config_name in ("eval", "plot", "encode"):  # first, and before torch is loaded: the folder holds a run
+    if config_name in ("eval", "plot", "encode", "export"):  # first, and before torch is loaded: the folder holds a run
         from aerun.runs import find_runs
 
         find_runs(_required_run(cfg, "run", config_name))

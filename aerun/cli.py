@@ -133,15 +133,11 @@ def resume_command(cfg: DictConfig) -> dict:
 
 
 def eval_command(cfg: DictConfig) -> None:
-    from aerun.evaluate import eval_name, evaluate, find_runs
+    from aerun.evaluate import eval_name, evaluate
     from aerun.train import resolve_device
 
-    from aerun.runs import checkpoint_path
-
     path = _required_run(cfg, "run", "eval")
-    runs = find_runs(path)
-    for run in runs:  # checkpoint=best: every run has one, or one line before any work
-        checkpoint_path(run, cfg.checkpoint)
+    runs = _chosen_runs(cfg, "eval")
     noise = (cfg.noise.name, cfg.noise.level)
     if not isinstance(cfg.iw_samples, int) or isinstance(cfg.iw_samples, bool) or cfg.iw_samples < 0:
         raise UserError(f"iw_samples={cfg.iw_samples!r} is not allowed; it must be a whole number of samples "
@@ -165,14 +161,12 @@ def eval_command(cfg: DictConfig) -> None:
 
 def plot_command(cfg: DictConfig) -> None:
     from aerun.plot import plot
-    from aerun.runs import checkpoint_path, find_runs
     from aerun.train import resolve_device
     from aerun.validate import positive_int
 
     positive_int("filters", cfg.filters)
     path = _required_run(cfg, "run", "plot")
-    for run in find_runs(path):  # checkpoint=best: every run has one, or one line before any work
-        checkpoint_path(run, cfg.checkpoint)
+    _chosen_runs(cfg, "plot")
     figures = plot(
         path, cfg.paths.data_dir, str(resolve_device(cfg.device)), which=cfg.checkpoint,
         baseline=cfg.baseline, ood=cfg.ood, ood_path=cfg.ood_path, noise=(cfg.noise.name, cfg.noise.level), filters=cfg.filters,
@@ -237,17 +231,25 @@ def report_command(cfg: DictConfig) -> Path:
     return page
 
 
+def _chosen_runs(cfg: DictConfig, command: str, writes: str | None = None) -> list[Path]:
+    """The runs `run=` names (a run, or a sweep's jobs), each holding the `checkpoint=` asked for, or one line before
+    any work; `out=` only for one run (`writes`: what each job writes beside it instead)."""
+    from aerun.runs import checkpoint_path, find_runs
+
+    runs = find_runs(_required_run(cfg, "run", command))
+    if writes and cfg.out is not None and len(runs) > 1:
+        raise UserError(f"out={cfg.out} names one file, and run= is a sweep of {len(runs)} jobs; leave out out= "
+                        f"to write each job's {writes} beside it")
+    for run in runs:
+        checkpoint_path(run, cfg.checkpoint)
+    return runs
+
+
 def encode_command(cfg: DictConfig) -> None:
     from aerun.encode import encode_run
-    from aerun.runs import checkpoint_path, find_runs
     from aerun.train import resolve_device
 
-    runs = find_runs(_required_run(cfg, "run", "encode"))
-    if cfg.out is not None and len(runs) > 1:
-        raise UserError(f"out={cfg.out} names one file, and run= is a sweep of {len(runs)} jobs; leave out out= "
-                        "to write each job's codes beside it")
-    for run in runs:  # checkpoint=best: every run has one, or one line before any work
-        checkpoint_path(run, cfg.checkpoint)
+    runs = _chosen_runs(cfg, "encode", "codes")
     device = resolve_device(cfg.device)
     for run in runs:
         done = encode_run(run, str(cfg.split), cfg.paths.data_dir, device, cfg.checkpoint, cfg.out)
@@ -257,15 +259,8 @@ def encode_command(cfg: DictConfig) -> None:
 
 def export_command(cfg: DictConfig) -> None:
     from aerun.export import export_run
-    from aerun.runs import checkpoint_path, find_runs
 
-    runs = find_runs(_required_run(cfg, "run", "export"))
-    if cfg.out is not None and len(runs) > 1:
-        raise UserError(f"out={cfg.out} names one file, and run= is a sweep of {len(runs)} jobs; leave out out= "
-                        "to write each job's model beside it")
-    for run in runs:  # checkpoint=best: every run has one, or one line before any work
-        checkpoint_path(run, cfg.checkpoint)
-    for run in runs:
+    for run in _chosen_runs(cfg, "export", "model"):
         done = export_run(run, str(cfg.format), cfg.paths.data_dir, cfg.checkpoint, cfg.out)
         worst = max(done["max_difference"].values())
         print(f"{done['path']}: {done['format']}, images (N, {', '.join(map(str, done['input']['shape'][1:]))}) -> "

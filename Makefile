@@ -1,10 +1,11 @@
-# The two README commands: `make demo` and `make test`. Each sets everything up from nothing.
+# The two README commands: `make demo` and `make check` (the whole suite; `make test` is its fast loop).
+# Each sets everything up from nothing.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup lock data demo test bench clean slurm-up slurm-down gpu-bundle gpu-check browser
+.PHONY: setup lock data demo test check bench clean slurm-up slurm-down gpu-bundle gpu-check browser
 
 setup: $(STAMP)
 
@@ -40,7 +41,13 @@ demo: data
 
 # Two test processes (one file each at a time), one compute thread each: many tests wait on
 # subprocess start-up or on Slurm, so two at once use the two cores better than one with two threads.
-test: data
+# `make test`: the fast loop for every change (synthetic data, no MNIST, no Slurm, no browser, nothing
+# marked slow). `make check`: the whole suite, real MNIST and all (what CI runs).
+FAST := not slow and not slurm and not browser and not mnist
+test: setup
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile -m "$(FAST)" --durations=5
+
+check: data
 	AERUN_TEST_MNIST=$(CURDIR)/data OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=10
 
 # One epoch of the original DataLoader pipeline against aerun's, and the FLOP bound -> outputs/bench/<time>/bench.json

@@ -63,14 +63,21 @@ def unavailable(what: str, why: str) -> None:
 
 
 def mnist_path() -> Path:
-    """The MNIST that `make test` fetched."""
+    """The MNIST that `make check` fetched."""
     where = os.environ.get("AERUN_TEST_MNIST")
     if not where:
-        unavailable("MNIST", "AERUN_TEST_MNIST is not set (make test sets it after `aerun data`)")
+        unavailable("MNIST", "AERUN_TEST_MNIST is not set (make check sets it after `aerun data`)")
     return Path(where)
 
 
 @pytest.fixture
 def mnist_dir() -> Path:
-    """The MNIST that `make test` fetched; a plain pytest run without it skips these tests (marked `mnist`)."""
+    """The MNIST that `make check` fetched; a plain pytest run without it skips these tests (marked `mnist`)."""
     return mnist_path()
+
+
+def pytest_collection_modifyitems(items):
+    """A test that reads the real MNIST is marked `mnist` (out of `make test`'s fast loop), whether or not it says so."""
+    for item in items:
+        if "mnist_dir" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.mnist)

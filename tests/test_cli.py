@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import json
 import subprocess
 
@@ -12,6 +14,7 @@ def run(exe, *args, cwd):
     return subprocess.run([exe, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_sweep_train_eval_plot(aerun_exe, tmp_path):
     sweep = tmp_path / "sweep"
     done = run(aerun_exe, "-m", *SMOKE, "model=shallow", "model.hidden=8,32", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
@@ -51,6 +54,7 @@ def test_an_experiment_declares_its_own_sweep(aerun_exe, tmp_path):
     assert codes == [64, 128, 256]
 
 
+@pytest.mark.slow
 def test_sweeps_run_on_hydra_launchers(aerun_exe, tmp_path):
     """Parallel local jobs (joblib) and submitit's local executor, the same code path as its Slurm one."""
     for launcher in ("joblib", "submitit_local"):

@@ -98,6 +98,7 @@ def report(exe, root: Path, *args: str, timeout: int = 600):
                           capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.slow
 def test_the_report_runs_its_jobs_through_joblib_and_reuses_them(aerun_exe, tmp_path):
     done = report(aerun_exe, tmp_path, "seeds=2", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
     assert done.returncode == 0, done.stderr

@@ -89,6 +89,7 @@ def straight(tmp_path_factory) -> Path:
     return where
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["model", "optimizer", "truncated"])
 def test_a_damaged_checkpoint_is_named_and_the_run_resumes_from_the_previous_one(aerun_exe, straight, tmp_path, how):
     run = tmp_path / "run"
@@ -151,6 +152,7 @@ def test_the_checksum_covers_every_number_and_nothing_else():
         assert ckpt.content_digest({**state, **change}) != reference, change
 
 
+@pytest.mark.slow
 def test_the_report_resumes_a_job_whose_checkpoint_is_damaged(aerun_exe, tmp_path):
     root = tmp_path / "r"
     overrides = 'train_overrides=["dataset=synthetic","epochs=2","batch_size=64"]'
@@ -219,6 +221,7 @@ def left_over(folder: Path) -> list[Path]:
     return [p for p in folder.rglob(".*.tmp")]
 
 
+@pytest.mark.slow
 def test_every_writer_leaves_the_previous_file_whole_on_a_full_disk(aerun_exe, make_cfg, disk):
     run = disk / "run"
     train(make_cfg("train", [*SMOKE, "model=shallow", "model.hidden=8", "epochs=1"]), run)
@@ -250,6 +253,7 @@ def epochs_written(run: Path) -> int:
     return max(0, len(path.read_text().splitlines()) - 1) if path.exists() else 0
 
 
+@pytest.mark.slow
 def test_killed_at_random_moments_and_resumed_it_ends_as_a_run_that_never_stopped(aerun_exe, make_cfg, tmp_path):
     # 20 epochs: each kill lands within about two epochs of the last, so four always come before the end, on a
     # loaded machine too (where epochs run faster or slower than the straight run's measured one)

@@ -33,6 +33,7 @@ def eager(run, images):
     return reconstruction.numpy(), code.flatten(1).numpy()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_every_family_exports_to_onnx_and_onnxruntime_gives_pytorchs_outputs(make_cfg, tmp_path, preset):
     onnxruntime = pytest.importorskip("onnxruntime")

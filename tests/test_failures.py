@@ -279,6 +279,7 @@ def bad_command_lines(count: int, seed: int = 0) -> list[tuple[list[str], str]]:
     return cases
 
 
+@pytest.mark.slow
 def test_generated_bad_command_lines_each_get_one_line(tmp_path, monkeypatch, capfd):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "afile").write_text("a file where a folder should be")

@@ -90,6 +90,7 @@ def names(paths):
     return {p.relative_to(p.parents[1]).as_posix() for p in paths}
 
 
+@pytest.mark.slow
 def test_every_family_gets_its_figures(make_cfg, tmp_path):
     runs = {
         "std": [*SMOKE, "model=shallow", "model.hidden=64"],

@@ -69,6 +69,7 @@ if not (torch.backends.mps.is_available()):
     BAD_TRAIN.append((["device=mps"], "device=mps but this machine has no Apple-silicon GPU (mps)"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, fragment", BAD_TRAIN, ids=[" ".join(a) for a, _ in BAD_TRAIN])
 def test_bad_training_input_is_one_line_before_any_work(aerun_exe, tmp_path, args, fragment):
     done = run(aerun_exe, *args, "dataset=synthetic", cwd=tmp_path)
@@ -101,6 +102,7 @@ BAD_RUNS = {  # fragment, exit status: 2 for bad input, 1 for a damaged file (th
 }
 
 
+@pytest.mark.slow
 def test_bad_eval_and_plot_input_is_one_line(aerun_exe, make_cfg, tmp_path):
     train(make_cfg("train", [*SMOKE, "model=pca"]), tmp_path / "good")
     runs = damaged_runs(tmp_path, tmp_path / "good")
@@ -173,6 +175,7 @@ def wait_for_epochs(run_dir: Path, n: int, proc, timeout: float = 120) -> None:
     raise AssertionError(f"{run_dir} did not reach {n} epochs")
 
 
+@pytest.mark.slow
 def test_sigkill_leaves_a_checkpoint_that_loads_and_resumes(aerun_exe, tmp_path):
     run_dir = tmp_path / "killed"
     proc = slow_run(aerun_exe, tmp_path, run_dir)
@@ -238,6 +241,7 @@ def test_resuming_a_checkpoint_of_another_version_is_one_line(aerun_exe, make_cf
 
 @pytest.mark.parametrize("args", [["model=nope"], ["epochs=abc"], ["--help"], ["eval", "run={tmp}/nothing"],
                                   ["eval", "run={tmp}"], ["plot"], ["plot", "run={tmp}"]])
+@pytest.mark.slow
 def test_a_mistyped_command_line_and_the_help_are_answered_without_loading_torch(args, tmp_path):
     """Importing torch takes about 2 s; a typo in a key, a choice or a type, or a folder that holds no run,
     needs none of it."""

@@ -1,4 +1,4 @@
-"""One smoke run on the real MNIST that `make test` fetched (skipped without it)."""
+"""One smoke run on the real MNIST that `make check` fetched (skipped without it)."""
 
 from __future__ import annotations
 

@@ -69,6 +69,7 @@ def first_and_last_loss(run: Path) -> tuple[float, float]:
     return first, last
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", MODELS)
 def test_a_folder_of_colour_photographs_trains_evaluates_and_plots(make_cfg, photos, tmp_path, model):
     run = tmp_path / "run"
@@ -82,6 +83,7 @@ def test_a_folder_of_colour_photographs_trains_evaluates_and_plots(make_cfg, pho
     assert colour_pixels(run / "figures" / "reconstructions.png") > 0.02
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", MODELS)
 def test_an_npz_of_colour_arrays_trains_evaluates_and_plots(make_cfg, tmp_path, model):
     x_train, y_train = image_arrays(64, 20, 24, seed=1)
@@ -95,6 +97,7 @@ def test_an_npz_of_colour_arrays_trains_evaluates_and_plots(make_cfg, tmp_path, 
     assert colour_pixels(run / "figures" / "reconstructions.png") > 0.02
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", MODELS)
 def test_cifar10_is_read_by_torchvision_from_its_own_files(make_cfg, tmp_path, monkeypatch, model):
     import torchvision.datasets

@@ -59,6 +59,7 @@ def aerun(exe, *args, env, cwd):
     return subprocess.run([exe, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=600)
 
 
+@pytest.mark.slow
 def test_the_readme_family_trains_evaluates_plots_and_resumes_from_outside(aerun_exe, outside, tmp_path):
     env, searchpath = outside
     run = tmp_path / "run"
@@ -116,6 +117,7 @@ BROKEN = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", BROKEN)
 def test_a_broken_plugin_is_one_line_naming_its_entry_point(aerun_exe, tmp_path, kind):
     source, fragment = BROKEN[kind]
@@ -127,6 +129,7 @@ def test_a_broken_plugin_is_one_line_naming_its_entry_point(aerun_exe, tmp_path,
     assert fragment in done.stderr and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
 def test_the_readme_dataset_trains_evaluates_and_plots_from_outside(aerun_exe, tmp_path):
     """The documented scikit-learn digits, installed as a package of their own: an 8x8 data set aerun never saw."""
     blocks = readme_example("## Writing your own dataset")

@@ -38,6 +38,7 @@ def full_report(tmp_path_factory):
     return exe, root, done
 
 
+@pytest.mark.slow
 def test_the_report_answers_every_part_with_figures_that_exist(full_report):
     _, root, done = full_report
     n_jobs = 22  # the assignment's 20 and the controls of parts 3 and 4
@@ -84,6 +85,7 @@ def test_a_second_report_reuses_complete_runs(full_report):
     assert "## 2. " not in (root / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_more_epochs_resume_a_run_and_another_config_is_refused(full_report):
     exe, root, _ = full_report
     more = 'train_overrides=["dataset=synthetic","epochs=2","batch_size=64"]'
@@ -195,6 +197,7 @@ def test_report_json_carries_every_comparison_and_every_table(full_report):
     assert f"| {' | '.join(row.values())} |" in markdown  # the same cells as the page shows
 
 
+@pytest.mark.slow
 def test_the_comparisons_are_the_same_whatever_the_numbers(full_report, tmp_path):
     exe, root, _ = full_report
     other = tmp_path / "other"
@@ -209,6 +212,7 @@ def test_the_comparisons_are_the_same_whatever_the_numbers(full_report, tmp_path
     assert planned(first) and planned(json.loads((other / "report.json").read_text())["claims"]) == planned(first)
 
 
+@pytest.mark.slow
 def test_a_spread_never_mixes_run_lengths(full_report, tmp_path):
     exe, root, _ = full_report
     mixed = tmp_path / "mixed"
@@ -219,6 +223,7 @@ def test_a_spread_never_mixes_run_lengths(full_report, tmp_path):
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
 def test_the_families_section_sets_each_family_beside_its_twin(aerun_exe, tmp_path):
     root = tmp_path / "r"
     done = report(aerun_exe, root, "parts=[families]", "beyond=true")

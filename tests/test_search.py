@@ -30,6 +30,7 @@ def study(sweep):
     return optuna.load_study(study_name="aerun", storage=f"sqlite:///{sweep}/study.db")
 
 
+@pytest.mark.slow
 def test_a_search_continues_to_its_total_and_reruns_the_trial_it_stopped_in(aerun_exe, tmp_path):
     sweep = tmp_path / "search"
     args = ["dataset.val_size=256", "epochs=2", f"hydra.sweep.dir={sweep}"]
@@ -83,6 +84,7 @@ def test_a_search_continues_to_its_total_and_reruns_the_trial_it_stopped_in(aeru
     (["epochs=1", "dataset.val_size=64", "hydra.sweeper.direction=maximize"],
      "hydra.sweeper.direction=maximize would search for the worst val_loss"),
 ])
+@pytest.mark.slow
 def test_a_search_that_would_read_the_test_split_or_cannot_run_is_one_line(aerun_exe, tmp_path, args, named):
     done = search(aerun_exe, *args, f"hydra.sweep.dir={tmp_path / 'search'}", cwd=tmp_path)
     message = done.stderr.strip()
@@ -99,6 +101,7 @@ def test_a_pruned_trial_stops_after_the_epoch_it_is_pruned_at(make_cfg, tmp_path
     assert len(told) == 1 and set(told[0][1]) == {"val_loss"} and told[0][1]["val_loss"] > 0
 
 
+@pytest.mark.slow
 def test_a_search_on_the_validation_probe_maximises_it(aerun_exe, tmp_path):
     sweep = tmp_path / "search"
     done = search(aerun_exe, "hydra.sweeper.n_trials=2", "search.metric=val_probe", "dataset.val_size=256",

@@ -220,6 +220,7 @@ def test_a_cosine_run_cannot_be_resumed_to_another_length(make_cfg, tmp_path):
     assert train(OmegaConf.merge(constant, {"epochs": 3}), tmp_path / "flat", resume=True)["epochs"] == 3
 
 
+@pytest.mark.slow
 def test_added_seeds_train_only_the_new_seeds(aerun_exe, tmp_path):
     tiny = 'train_overrides=["dataset=synthetic","epochs=1","batch_size=64"]'
 

@@ -50,6 +50,7 @@ def sweep(aerun_exe, tmp_path_factory):
     return root / "sweep"
 
 
+@pytest.mark.slow
 def test_the_page_shows_each_setting_its_figures_and_the_claims_against_the_control(sweep):
     page = Page()
     page.feed((sweep / "index.html").read_text())
@@ -89,6 +90,7 @@ def test_swept_keys_are_those_with_more_than_one_value():
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "firefox")
 
 
+@pytest.mark.browser
 def test_the_page_renders_in_a_headless_browser(sweep, tmp_path):
     browser = next((shutil.which(b) for b in BROWSERS if shutil.which(b)), None)
     if browser is None:

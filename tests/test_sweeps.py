@@ -54,6 +54,7 @@ def test_another_sweep_is_named_by_its_key(tmp_path):
         check_same_sweep(old, [["model.hidden=8", "optimizer.lr=0.01", "sparsity=1"]], tmp_path)
 
 
+@pytest.mark.slow
 def test_a_sweep_run_again_continues_and_ends_as_a_straight_one(aerun_exe, tmp_path):
     sweep, straight = tmp_path / "sweep", tmp_path / "straight"
     done = run(aerun_exe, "model=shallow", "model.hidden=8,16", "epochs=1", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
@@ -86,6 +87,7 @@ def test_a_sweep_run_again_continues_and_ends_as_a_straight_one(aerun_exe, tmp_p
     assert not (sweep / "3").exists()
 
 
+@pytest.mark.slow
 def test_a_changed_sweep_is_refused_in_one_line_naming_the_key(aerun_exe, tmp_path):
     sweep = tmp_path / "sweep"
     presets = tmp_path / "presets" / "model"
@@ -112,6 +114,7 @@ def test_a_changed_sweep_is_refused_in_one_line_naming_the_key(aerun_exe, tmp_pa
     assert sorted(p.name for p in sweep.iterdir()) == before
 
 
+@pytest.mark.slow
 def test_a_sweep_stopped_midway_finishes_as_one_that_never_stopped(aerun_exe, tmp_path):
     sweep, straight = tmp_path / "sweep", tmp_path / "straight"
     args = ["model=shallow", "model.hidden=8,16", "epochs=3", "dataset.n_train=2048"]

@@ -144,6 +144,7 @@ def test_the_eager_step_is_the_optimisers_own_update_bit_for_bit(make_cfg, prese
                    for k, v in state.items())
 
 
+@pytest.mark.slow
 def test_a_training_process_does_not_import_the_compiler(tmp_path):
     """torch's optimiser wrappers import torch._dynamo, about 2 s per process; aerun's step goes without them."""
     import subprocess

@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup lock data demo test check bench clean slurm-up slurm-down gpu-bundle gpu-check browser
+.PHONY: setup lock data demo test check docs bench clean slurm-up slurm-down gpu-bundle gpu-check browser
 
 setup: $(STAMP)
 
@@ -50,6 +50,13 @@ test: setup
 check: data
 	AERUN_TEST_MNIST=$(CURDIR)/data OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=10
 
+# The documentation site: docs/reference.md written anew from the code, then MkDocs (Material) into site/,
+# --strict: a broken link, anchor or page fails the build.
+docs: setup
+	$(BIN)/python scripts/config-reference.py
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+	@echo "site written: site/index.html"
+
 # One epoch of the original DataLoader pipeline against aerun's, and the FLOP bound -> outputs/bench/<time>/bench.json
 bench: data
 	$(BIN)/aerun bench
@@ -81,4 +88,4 @@ slurm-down:
 	bash scripts/slurm-local.sh down
 
 clean:
-	rm -rf $(VENV) outputs .pytest_cache .gpu-bundle .gpu-site
+	rm -rf $(VENV) outputs site .pytest_cache .gpu-bundle .gpu-site

@@ -36,8 +36,8 @@ class DatasetConfig:
     channels: Optional[int] = None  # folder, synthetic: 1 (grey) or 3 (RGB); null: as the images are (folder), 1
     test_fraction: float = 0.2      # folder without train/ and test/: the share of images held out for testing
     n_train: Optional[int] = None   # synthetic: images per split, and the seed they are made from
-    n_test: Optional[int] = None
-    seed: Optional[int] = None
+    n_test: Optional[int] = None    # synthetic: test images
+    seed: Optional[int] = None      # synthetic: the seed its images are made from (and val_size's draw)
 
 
 @dataclass
@@ -65,8 +65,8 @@ class EarlyStopConfig:
 @dataclass
 class TrainConfig:
     epochs: int = 10            # the assignment's 10 (5 for its sparse, denoising and conv AEs, set by their presets)
-    batch_size: int = 256
-    seed: int = 0
+    batch_size: int = 256       # images per training step
+    seed: int = 0               # the initial weights, the batch order and every draw of training
     device: str = "auto"        # auto (cuda, then mps, then cpu) | cpu | cuda | mps
     sparsity: float = 0.0       # weight of the L1 penalty on the code activations (sparse AE)
     contractive: float = 0.0    # weight of the squared Frobenius norm of the code's Jacobian (contractive AE)

@@ -27,7 +27,7 @@ from aerun.evaluate import evaluate
 from aerun.plot import plot
 from aerun.train import train
 
-from conftest import SMOKE
+from conftest import SMOKE, unavailable
 
 RUN = [*SMOKE, "model=shallow", "model.hidden=16", "epochs=3"]
 
@@ -197,7 +197,7 @@ def disk(tmp_path):
     where.mkdir()
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(where)], capture_output=True)
     if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.decode().strip() or 'not root'})")
+        unavailable("TMPFS", f"cannot mount a tmpfs here ({mounted.stderr.decode().strip() or 'not root'})")
     try:
         yield where
     finally:

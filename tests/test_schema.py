@@ -93,3 +93,31 @@ def test_no_module_outside_the_models_package_asks_what_family_a_model_is(patter
     found = [f"{path.relative_to(AERUN)}:{n}" for path in AERUN.rglob("*.py") if "models" not in path.parts
              for n, line in enumerate(path.read_text().splitlines(), 1) if re.search(pattern, line)]
     assert not found, f"{what}: {found}"
+
+
+def test_the_readmes_table_of_keys_gives_the_defaults_a_run_gets(make_cfg):
+    """The defaults a newcomer reads in the README's "What you can set", pinned against the composed config (not
+    against the schema they come from)."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    table = readme.split("## What you can set", 1)[1].split("\n\n", 2)[1]
+    cfg = make_cfg("train", [])
+    checked = 0
+    for line in table.splitlines()[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        keys = [k for k in re.findall(r"`([\w.]+)(=NAME)?`", cells[0]) if not k[1] and not k[0].startswith("hydra.")]
+        defaults = [d.strip().strip("`") for d in cells[-1].split(",")]
+        if len(keys) != len(defaults) or any(d in ("none", "") for d in defaults):
+            continue
+        for (key, _), documented in zip(keys, defaults):
+            value = OmegaConf.select(cfg, key)
+            if isinstance(value, bool):
+                assert documented == str(value).lower(), key
+            elif isinstance(value, (int, float)):
+                assert float(documented) == value, key
+            else:
+                assert documented == str(value), key
+            checked += 1
+    assert checked >= 10  # epochs, batch_size, seed, device, precision, cuda_graphs, sparsity, contractive, beta, ...

@@ -13,6 +13,14 @@ BEST = Path("checkpoints") / "best.pt"  # the epoch of the best checkpoint.monit
 WHICH = {"last": CHECKPOINT, "best": BEST}
 
 
+# Keys a run may change and still be the same run: where data lives, where it runs, what it logs besides its
+# CSVs, how long it trains (more epochs resume it), what a search reads of it, and whether a GPU replays its
+# step as a CUDA graph (the same numbers). A key newer than a checkpoint is not a change: the
+# checkpoint's config is completed with its default (`schema.complete`). The report's jobs and a continued sweep's
+# jobs are reused or resumed on this rule.
+REUSABLE_CHANGES = ("paths", "device", "epochs", "logger", "search", "cuda_graphs")
+
+
 def checkpoint_path(run: Path, which: str = "last") -> Path:
     """A run's `checkpoint=last|best` file; one line for another value or a run without a best checkpoint."""
     if which not in WHICH:

@@ -19,6 +19,8 @@ from typing import Any, Mapping, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from aerun.runs import REUSABLE_CHANGES
+
 SCHEMA = "train_schema"
 
 
@@ -106,12 +108,6 @@ def register() -> None:
         OmegaConf.register_new_resolver("aerun.job_folder", job_folder, use_cache=False)
 
 
-# Keys a run may change and still be the same run: where data lives, where it runs, what it logs besides its
-# CSVs, how long it trains (more epochs resume it), what a search reads of it, and whether a GPU replays its
-# step as a CUDA graph (the same numbers). A key newer than a checkpoint is not a change: the
-# checkpoint's config is completed with its default (`complete`). The report's jobs and a continued sweep's
-# jobs are reused or resumed on this rule.
-REUSABLE_CHANGES = ("paths", "device", "epochs", "logger", "search", "cuda_graphs")
 
 
 def first_difference(stored: Any, wanted: Any, prefix: str = "") -> str | None:

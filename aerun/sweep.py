@@ -21,9 +21,13 @@ from typing import Any, Iterable, Sequence
 
 import yaml
 
+from aerun.runs import REUSABLE_CHANGES
+
 MANIFEST = "jobs.yaml"
 OVERRIDES = Path(".hydra") / "overrides.yaml"
-SAME_RUN_KEYS = ("epochs", "device", "logger")  # with paths.*, search.*: changing them continues a job
+GROUPS_OF_THE_SAME_RUN = ("paths", "search")  # any key under them
+# The single keys a job may change and stay the same run (schema.REUSABLE_CHANGES): changing them continues a job.
+SAME_RUN_KEYS = tuple(key for key in REUSABLE_CHANGES if key not in GROUPS_OF_THE_SAME_RUN)
 
 
 def override_key(override: str) -> str:
@@ -47,7 +51,7 @@ def identity(overrides: Iterable[str], keep: Iterable[str] = ()) -> tuple[str, .
     keep = set(keep)
 
     def same_run(key: str) -> bool:
-        return key not in keep and (key in SAME_RUN_KEYS or key.split(".")[0] in ("paths", "search"))
+        return key not in keep and (key in SAME_RUN_KEYS or key.split(".")[0] in GROUPS_OF_THE_SAME_RUN)
     return tuple(o for o in job_key(overrides) if not same_run(override_key(o)))
 
 

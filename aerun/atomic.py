@@ -65,3 +65,10 @@ def write_bytes(path: Path | str, data: bytes) -> Path:
 def write_json(path: Path | str, value: Any) -> Path:
     """`value` as indented JSON and a final newline."""
     return write_text(path, json.dumps(value, indent=2) + "\n")
+
+
+def write_png(figure: Any, path: Path | str, dpi: int = 100) -> Path:
+    """A matplotlib figure as a PNG: a failed write leaves the previous figure, or none."""
+    with replacing(path) as f:
+        figure.savefig(f, format="png", dpi=dpi)
+    return Path(path)

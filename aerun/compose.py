@@ -18,7 +18,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf import DictConfig
 
-from aerun import schema
+from aerun import schema, sweep  # noqa: F401  (sweep: the aerun.job_folder resolver of hydra.sweep.subdir)
 from aerun.errors import UserError
 
 def _conf_dir() -> Path:

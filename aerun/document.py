@@ -30,7 +30,7 @@ class Document:
         self.blocks.append(("text", text))
 
     def items(self, items: Sequence[Any]) -> None:
-        """A bulleted list of strings or deferred sentences (aerun.report.claims), rendered with the document."""
+        """A bulleted list of strings or deferred sentences (aerun.claims), rendered with the document."""
         if items:
             self.blocks.append(("items", list(items)))
 

@@ -7,7 +7,6 @@ one PNG.
 
 from __future__ import annotations
 
-import csv
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,7 @@ from aerun.evaluate import (check_shape, encode, fitted_pca, group_by_setting, i
 from aerun.models import ACTIVATIONS, CODE_SPACE, CODE_USAGE, FILTERS, KERNELS, PCA, SAMPLES, Autoencoder
 from aerun.noise import generator
 from aerun.runs import find_runs
-from aerun.train import EPOCH_LOG, ITER_FIELDS, ITER_LOG
+from aerun.runs import EPOCH_LOG, ITER_FIELDS, ITER_LOG, read_csv
 
 FIGURES = "figures"
 MANIFOLD_MAX_CODE = 32  # code-space figures for bottlenecks this small or smaller
@@ -71,9 +70,7 @@ def load(run: Path, label: str | None, device: str, prefix: str = "", which: str
 
 
 def _save(fig: Figure, path: Path) -> Path:
-    with atomic.replacing(path) as f:  # a failed write leaves the previous figure, or none
-        fig.savefig(f, format="png", dpi=100)
-    return path
+    return atomic.write_png(fig, path)
 
 
 def image_grid(rows: Sequence[Row], path: Path, title: str) -> Path:
@@ -148,17 +145,6 @@ def first_layer_filters(model: Autoencoder) -> torch.Tensor | None:
 
 
 # --------------------------------------------------------------------------- figures
-
-
-def read_csv(path: Path) -> dict[str, list[float]]:
-    """Columns of a history file; empty when the run has none (yet)."""
-    if not path.is_file():
-        return {}
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
-        return {}
-    return {key: [float(r[key]) for r in rows] for key in rows[0]}
 
 
 def _curve(runs: Sequence[Path], log: str, x: str, y: str) -> tuple[list[float], torch.Tensor] | None:

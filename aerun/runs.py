@@ -3,10 +3,17 @@ the wrong folder is answered before torch is loaded."""
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 from aerun.errors import UserError
 
+ITER_LOG = "loss_iter.csv"
+EPOCH_LOG = "loss_epoch.csv"
+# The regularisers' columns (aerun.objective.TERMS, those the run has) follow these; "loss" is the
+# reconstruction term and "penalty" the sum of the regularisers.
+ITER_FIELDS = ("step", "epoch", "loss", "penalty")
+EPOCH_FIELDS = ("epoch", "step", "train_loss", "train_penalty", "test_loss", "seconds")
 CHECKPOINT = Path("checkpoints") / "last.pt"
 PREVIOUS = Path("checkpoints") / "previous.pt"
 BEST = Path("checkpoints") / "best.pt"  # the epoch of the best checkpoint.monitor value (aerun.train)
@@ -43,3 +50,14 @@ def find_runs(path: Path, key: str = "run") -> list[Path]:
     if not jobs:
         raise UserError(f"{key}={path} holds no {CHECKPOINT} and no sweep jobs with one; train first")
     return sorted(jobs, key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))
+
+
+def read_csv(path: Path) -> dict[str, list[float]]:
+    """Columns of a history file (ITER_LOG, EPOCH_LOG); empty when the run has none (yet)."""
+    if not Path(path).is_file():
+        return {}
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return {}
+    return {key: [float(r[key]) for r in rows] for key in rows[0]}

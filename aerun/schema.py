@@ -97,17 +97,11 @@ def register() -> None:
     """Make `train_schema` known to Hydra (idempotent): done on import, as Hydra's own apps store their
     schemas, so that any composition of conf/train.yaml finds it. `aerun.after` is the resolver of
     noise_seed's default: the next integer after the seed, so that the seeds of a spread draw different
-    training noise, and seed 0 the stream it always drew (noise_seed 1). `aerun.job_folder` names a sweep's
-    job folders (aerun.sweep)."""
+    training noise, and seed 0 the stream it always drew (noise_seed 1). (`aerun.job_folder`, which names a
+    sweep's job folders, is aerun.sweep's own, registered where it is defined.)"""
     ConfigStore.instance().store(name=SCHEMA, node=TrainConfig)
     if not OmegaConf.has_resolver("aerun.after"):
         OmegaConf.register_new_resolver("aerun.after", lambda value: int(value) + 1)
-    if not OmegaConf.has_resolver("aerun.job_folder"):  # hydra.sweep.subdir: a job's folder by its overrides
-        from aerun.sweep import job_folder
-
-        OmegaConf.register_new_resolver("aerun.job_folder", job_folder, use_cache=False)
-
-
 
 
 def first_difference(stored: Any, wanted: Any, prefix: str = "") -> str | None:

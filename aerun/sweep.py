@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import yaml
+from omegaconf import OmegaConf
 
 from aerun.runs import REUSABLE_CHANGES
 
@@ -130,7 +131,7 @@ class Plan:
 def plan(sweep_dir: Path, combos: Sequence[Sequence[str]], configs: Sequence[Any]) -> Plan | None:
     """Continue the sweep in `sweep_dir` with these jobs (each one's overrides and composed config), or None
     when the folder holds no sweep yet. Raises UserError, naming the key, when it is not the same sweep."""
-    from omegaconf import OmegaConf, open_dict
+    from omegaconf import open_dict
 
     from aerun import atomic
     from aerun import checkpoint as ckpt
@@ -193,3 +194,13 @@ def plan(sweep_dir: Path, combos: Sequence[Sequence[str]], configs: Sequence[Any
 
 def _order(folder: str) -> tuple[int, str]:
     return (int(folder), "") if folder.isdigit() else (1 << 30, folder)
+
+
+def register_resolver() -> None:
+    """`${aerun.job_folder:}` (conf/train.yaml's hydra.sweep.subdir) known to OmegaConf: done on import, by every
+    process that composes or launches a sweep (aerun.compose imports this module)."""
+    if not OmegaConf.has_resolver("aerun.job_folder"):
+        OmegaConf.register_new_resolver("aerun.job_folder", job_folder, use_cache=False)
+
+
+register_resolver()

@@ -17,8 +17,8 @@ from matplotlib.figure import Figure
 from aerun import atomic
 from aerun.document import Document
 from aerun.errors import UserError
-from aerun.plot import _save, read_csv
-from aerun.report.claims import Ledger
+from aerun.runs import read_csv
+from aerun.claims import Ledger
 from aerun.stats import RULE, Spread
 
 FIGURES = "figures"
@@ -64,7 +64,7 @@ def metric_figure(path: Path, key: str, values: list[str], groups: list[dict[str
     ax.set_xlabel(key)
     ax.set_ylabel("SSE per image")
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return atomic.write_png(fig, path)
 
 
 def loss_figure(path: Path, groups: list[dict[str, Any]]) -> Path | None:
@@ -87,7 +87,7 @@ def loss_figure(path: Path, groups: list[dict[str, Any]]) -> Path | None:
     ax.set_ylabel("MSE per pixel")
     ax.set_yscale("log")
     ax.legend(fontsize=7)
-    return _save(fig, path)
+    return atomic.write_png(fig, path)
 
 
 def control_index(labels: Sequence[str], control: str) -> int:

@@ -33,6 +33,7 @@ from aerun.models import Autoencoder, build, builder_args
 from aerun.noise import corrupt, draw
 from aerun.objective import Objective, loss_terms
 from aerun.probe import probe_accuracy
+from aerun.runs import EPOCH_FIELDS, EPOCH_LOG, ITER_FIELDS, ITER_LOG
 from aerun.search import direction
 from aerun.tensorboard import EventLog
 from aerun.validate import available_devices, check_train
@@ -40,12 +41,6 @@ from aerun.validate import device as check_device
 
 log = logging.getLogger(__name__)
 
-ITER_LOG = "loss_iter.csv"
-EPOCH_LOG = "loss_epoch.csv"
-# The regularisers' columns (aerun.objective.TERMS, those the run has) follow these; "loss" is the
-# reconstruction term and "penalty" the sum of the regularisers.
-ITER_FIELDS = ("step", "epoch", "loss", "penalty")
-EPOCH_FIELDS = ("epoch", "step", "train_loss", "train_penalty", "test_loss", "seconds")
 
 
 def resolve_device(name: str) -> torch.device:

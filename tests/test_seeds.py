@@ -15,7 +15,7 @@ from aerun.errors import UserError
 from aerun.evaluate import evaluate, pca_name
 from aerun.models import build
 from aerun.probe import probe_accuracy
-from aerun.report.claims import Ledger, compare, error_ratio, p_text, trend
+from aerun.claims import Ledger, compare, error_ratio, p_text, trend
 from aerun.report.measure import nearest_sse, side_channel
 from aerun.report.plan import report_seeds
 from aerun.report.sections import zero_code_note

@@ -22,7 +22,7 @@ from aerun import atomic, runlock
 from aerun.data import load_split
 from aerun.document import Document
 from aerun.errors import UserError
-from aerun.report.claims import Later, compare, trend
+from aerun.claims import Later, compare, trend
 from aerun.report.jobs import train_all
 from aerun.report.measure import Context
 from aerun.report.plan import (ASSIGNMENT, BEYOND, PARTS, Part, chosen_parts, plan_sweep,

@@ -21,11 +21,11 @@ from aerun.evaluate import (CLEAN, encode, eval_name, evaluate, fitted_pca, nois
                             saved_evaluation, write_sweep)
 from aerun.models import Autoencoder
 from aerun.noise import generator
-from aerun.plot import load, ood_inputs, plot, read_csv
-from aerun.report.claims import Ledger
+from aerun.plot import load, ood_inputs, plot
+from aerun.claims import Ledger
 from aerun.report.plan import Job, Setting
 from aerun.stats import Spread
-from aerun.train import EPOCH_LOG
+from aerun.runs import EPOCH_LOG, read_csv
 
 
 @dataclass

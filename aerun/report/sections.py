@@ -16,7 +16,7 @@ from aerun.data import IMAGE_SHAPE, showcase
 from aerun.document import Document
 from aerun.errors import UserError
 from aerun.evaluate import pca_name
-from aerun.report.claims import Claim, Later
+from aerun.claims import Claim, Later
 from aerun.report.measure import (Context, add_figures, code_measures, epoch_spread, figures,
                                   history, manifold_moves, noisy_input_errors, ood_errors, ood_pca_error,
                                   side_channel, seconds_per_epoch, split_of, spread, Yardstick)

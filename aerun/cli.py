@@ -4,6 +4,8 @@
     aerun train resume=DIR        continue a run from its last checkpoint
     aerun eval run=DIR            eval.json + eval.md beside the run
     aerun plot run=DIR            DIR/figures/*.png
+    aerun encode run=DIR          DIR/codes-<split>.npz: the codes of a split
+    aerun export run=DIR          DIR/export/model.onnx (or .pt): the model, checked against PyTorch
     aerun data                    fetch and verify the data set
     aerun bench                   time an epoch: the original pipeline, aerun's, the FLOP bound
     aerun report [beyond=true]    every part of the assignment: train, evaluate, plot, write up
@@ -431,6 +433,9 @@ def main() -> None:
         sys.exit(EXIT_INTERRUPTED)
     except (HydraException, OmegaConfBaseException) as exc:  # a config Hydra rejects after the preflight
         failures.end(UserError(one_line(exc)))
+    except BrokenPipeError:  # whoever read the output stopped reading (`aerun --help | head`): nothing to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so that the exit's flush cannot fail
+        sys.exit(0)
     except OSError as exc:  # Hydra making the output folder, its .hydra/ files or its log, before the task
         if exc.errno in failures.ENVIRONMENT_ERRNOS:
             failures.end(exc)

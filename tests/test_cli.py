@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 import json
+import os
 import subprocess
 
 from conftest import SMOKE
@@ -80,3 +81,14 @@ def test_the_slurm_launcher_config_composes(make_cfg):
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher")
     assert (launcher.partition, launcher.gpus_per_node, launcher.timeout_min) == ("gpu", 1, 120)
+
+
+def test_a_reader_that_stops_early_gets_no_error(aerun_exe):
+    # `aerun --help | head -3`, at its most abrupt: the reading end is closed before aerun writes a byte
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run([aerun_exe, "--help"], stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert done.returncode == 0 and done.stderr == ""

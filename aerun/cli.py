@@ -17,6 +17,7 @@ any directory is written or any weight trained.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -33,7 +34,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from aerun import failures, search
+from aerun import failures, runlock, search
 from aerun.compose import (CONF_DIR, compose_config, group_options, one_line, parse_overrides, searchpath_overrides,
                            sweep_combinations)
 from aerun.errors import UserError
@@ -361,11 +362,18 @@ def preflight_search(overrides: list[str]) -> None:
     search.check(cfg, str(cfg.hydra.sweeper.get("direction", "")))
 
 
+# What this process holds until it ends: the lock of the sweep folder it writes (released by the kernel at exit).
+HELD = contextlib.ExitStack()
+
+
 def continue_sweep(combos: list[list[str]], configs: list[DictConfig], checked_all: bool) -> None:
-    """A sweep into a folder that holds one already continues it (aerun.sweep): one line says how."""
+    """A sweep into a folder that holds one already continues it (aerun.sweep): one line says how. The folder is
+    this process's alone while it sweeps: a second `aerun -m` on it is refused in one line naming the first."""
     from aerun import sweep
 
     sweep_dir = Path(str(configs[0].hydra.sweep.dir))
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    HELD.enter_context(runlock.hold(sweep_dir, "swept"))
     if not checked_all and sweep.existing_jobs(sweep_dir):
         raise UserError(f"{sweep_dir} holds a sweep, and one of more than {MAX_PREFLIGHT_JOBS} jobs is not checked "
                         "job by job, so it cannot continue one; split it into sweeps of fewer jobs")
@@ -422,6 +430,11 @@ def main() -> None:
     # Hydra's own failures (creating the run folder, say) reach the handler below instead of
     # being printed by Hydra as a stack trace.
     os.environ["HYDRA_FULL_ERROR"] = "1"
+    with HELD:  # the sweep folder's lock, released when the command ends
+        _main(command, args, searching)
+
+
+def _main(command: str, args: list[str], searching: bool) -> None:
     try:
         preflight(command, args)
         register_plugins(searching)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import os
 import subprocess
 import time
 
@@ -18,7 +19,10 @@ BASE = ["dataset=synthetic", "batch_size=64", "device=cpu"]
 
 
 def run(exe, *args, cwd):
-    return subprocess.run([exe, "-m", *BASE, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+    # one compute thread in every process, the launchers' workers too (joblib gives each fewer threads than the
+    # parent would take): the sums of a product then add in one order, so a sweep's weights match a straight run's
+    return subprocess.run([exe, "-m", *BASE, *args], cwd=cwd, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
 def weights(folder):
@@ -136,3 +140,25 @@ def test_a_sweep_stopped_midway_finishes_as_one_that_never_stopped(aerun_exe, tm
     assert done.returncode == 0, done.stderr
     for job in "01":
         assert same_weights(sweep / job, straight / job), job
+
+
+@pytest.mark.slow
+def test_a_second_sweep_on_a_folder_being_swept_is_refused_in_one_line(aerun_exe, tmp_path):
+    sweep = tmp_path / "sweep"
+    args = ["model=shallow", "model.hidden=8,16", "epochs=20", "dataset.n_train=2048", f"hydra.sweep.dir={sweep}"]
+    first = subprocess.Popen([aerun_exe, "-m", *BASE, *args], cwd=tmp_path, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not (sweep / "0" / ckpt.CHECKPOINT).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert first.poll() is None, "the first sweep ended before the second could meet it"
+    second = run(aerun_exe, *args, cwd=tmp_path)
+    lines = second.stderr.strip().splitlines()
+    assert second.returncode != 0 and len(lines) == 1, second.stderr
+    assert f"{sweep} is being swept by process {first.pid}; wait for it to end" in lines[0]
+    out, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err  # the first sweep went on untouched, and ends whole
+    assert all((sweep / job / ckpt.CHECKPOINT).exists() for job in "01")
+    assert ckpt.read(sweep / "1" / ckpt.CHECKPOINT)["epoch"] == 20
+    again = run(aerun_exe, *args, cwd=tmp_path)  # the lock went with the first process
+    assert again.returncode == 0 and "2 complete" in again.stdout, again.stderr

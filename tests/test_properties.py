@@ -4,8 +4,6 @@ independent statement of Holm's method, the readers of untrusted files, sweep id
 from __future__ import annotations
 
 import math
-import random
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import signal
 import os
+import signal
 import subprocess
 import time
 
@@ -152,7 +152,11 @@ def test_a_second_sweep_on_a_folder_being_swept_is_refused_in_one_line(aerun_exe
     while not (sweep / "0" / ckpt.CHECKPOINT).exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert first.poll() is None, "the first sweep ended before the second could meet it"
-    second = run(aerun_exe, *args, cwd=tmp_path)
+    os.kill(first.pid, signal.SIGSTOP)  # paused mid-sweep, its lock held, however fast its epochs are here
+    try:
+        second = run(aerun_exe, *args, cwd=tmp_path)
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
     lines = second.stderr.strip().splitlines()
     assert second.returncode != 0 and len(lines) == 1, second.stderr
     assert f"{sweep} is being swept by process {first.pid}; wait for it to end" in lines[0]

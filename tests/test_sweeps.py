@@ -18,11 +18,13 @@ from aerun.errors import UserError
 BASE = ["dataset=synthetic", "batch_size=64", "device=cpu"]
 
 
+# One compute thread in every process, the launchers' workers too (joblib gives each fewer threads than the parent
+# would take): the sums of a product then add in one order, so a sweep's weights match a straight run's.
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
 def run(exe, *args, cwd):
-    # one compute thread in every process, the launchers' workers too (joblib gives each fewer threads than the
-    # parent would take): the sums of a product then add in one order, so a sweep's weights match a straight run's
-    return subprocess.run([exe, "-m", *BASE, *args], cwd=cwd, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return subprocess.run([exe, "-m", *BASE, *args], cwd=cwd, capture_output=True, text=True, timeout=600, env=ENV)
 
 
 def weights(folder):
@@ -124,7 +126,7 @@ def test_a_sweep_stopped_midway_finishes_as_one_that_never_stopped(aerun_exe, tm
     # 20 epochs: stopped as job 0's first checkpoint appears, job 0 is always mid-run (to resume), never done
     args = ["model=shallow", "model.hidden=8,16", "epochs=20", "dataset.n_train=2048"]
     process = subprocess.Popen([aerun_exe, "-m", *BASE, *args, f"hydra.sweep.dir={sweep}"], cwd=tmp_path,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
     deadline = time.monotonic() + 300
     while not (sweep / "0" / ckpt.CHECKPOINT).exists() and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -147,7 +149,7 @@ def test_a_second_sweep_on_a_folder_being_swept_is_refused_in_one_line(aerun_exe
     sweep = tmp_path / "sweep"
     args = ["model=shallow", "model.hidden=8,16", "epochs=20", "dataset.n_train=2048", f"hydra.sweep.dir={sweep}"]
     first = subprocess.Popen([aerun_exe, "-m", *BASE, *args], cwd=tmp_path, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+                             stderr=subprocess.PIPE, text=True, env=ENV)
     deadline = time.monotonic() + 300
     while not (sweep / "0" / ckpt.CHECKPOINT).exists() and time.monotonic() < deadline:
         time.sleep(0.05)

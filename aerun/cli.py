@@ -139,8 +139,8 @@ def eval_command(cfg: DictConfig) -> None:
     from aerun.evaluate import eval_name, evaluate
     from aerun.train import resolve_device
 
-    path = _required_run(cfg, "run", "eval")
     runs = _chosen_runs(cfg, "eval")
+    path = _required_run(cfg, "run", "eval")
     noise = (cfg.noise.name, cfg.noise.level)
     if not isinstance(cfg.iw_samples, int) or isinstance(cfg.iw_samples, bool) or cfg.iw_samples < 0:
         raise UserError(f"iw_samples={cfg.iw_samples!r} is not allowed; it must be a whole number of samples "

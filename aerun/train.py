@@ -312,7 +312,7 @@ def validation_measures(cfg: DictConfig) -> tuple[str, ...]:
     """What each epoch measures on the validation split: its MSE, and the linear probe's accuracy (a probe fitted
     on the training split's codes, scored on the validation split's: a few seconds an epoch) when a search asks
     for it."""
-    probe = "val_probe" in (cfg.search.metric, cfg.get("checkpoint", {}).get("monitor"))
+    probe = "val_probe" in (cfg.search.metric, cfg.checkpoint.monitor)
     return ("val_loss", "val_probe") if probe else ("val_loss",)
 
 
@@ -525,9 +525,9 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool,
             scaler.load_state_dict(state["scaler"])
         step = state["step"]
         log.info("resuming from epoch %d (step %d)", done, step)
-    graphed = bool(cfg.get("cuda_graphs", True)) and graphs.usable(model, optimizer, device, scaler)
+    graphed = cfg.cuda_graphs and graphs.usable(model, optimizer, device, scaler)
     graphs.set_capturable(optimizer, graphed)
-    monitor, patience = cfg.get("checkpoint", {}).get("monitor"), int(cfg.get("early_stop", {}).get("patience", 0))
+    monitor, patience = cfg.checkpoint.monitor, cfg.early_stop.patience
     best = dict(state["best"]) if state and state.get("best") else None
     events = None
     if cfg.logger == "tensorboard":

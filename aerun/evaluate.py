@@ -17,7 +17,7 @@ import torch
 import yaml
 from torch import nn
 
-from aerun import atomic
+from aerun import atomic, loggers
 from aerun import checkpoint as ckpt
 from aerun.data import IMAGE_SHAPE, batch_rows, floats, load_split, shape_text, showcase
 from aerun.errors import UserError
@@ -322,8 +322,8 @@ def evaluate(
     results = []
     for run in runs:
         result = evaluate_run(run, data_dir, device, noise, noise_seed, iw_samples, which)
-        atomic.write_json(run / f"{name}.json", result)
-        atomic.write_text(run / f"{name}.md", run_markdown(result))
+        loggers.attach(run, [atomic.write_json(run / f"{name}.json", result),
+                             atomic.write_text(run / f"{name}.md", run_markdown(result))])
         results.append(result)
     if not is_sweep(path, runs):
         return results[0]

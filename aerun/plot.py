@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 from torch import nn
 
-from aerun import atomic
+from aerun import atomic, loggers
 from aerun import checkpoint as ckpt
 from aerun.data import Split, datasets, floats, label_names, load_split, shape_text
 from aerun.data import showcase as pick_showcase
@@ -558,4 +558,7 @@ def plot(
         written.append(code_usage_figure(m, test, out / "code_usage.png"))
     if len(loaded) > 1:
         written += figures_for(models, path / FIGURES, groups)
-    return [p for p in written if p is not None]
+    found = [p for p in written if p is not None]
+    for run in runs:  # each run's own figures into its tracker runs (trackers.json), if it has any
+        loggers.attach(run, [p for p in found if Path(run).resolve() in p.resolve().parents])
+    return found

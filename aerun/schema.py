@@ -76,7 +76,7 @@ class TrainConfig:
     noise_seed: int = "${aerun.after:${seed}}"  # the training noise stream's seed (denoising AE): seed + 1 unless set
     lr_schedule: str = "constant"  # constant | cosine (half a cosine from optimizer.lr towards 0, set per epoch)
     augment_shift: int = 0      # pixels: each training image moved at random by up to this many (0: off; 0-4)
-    logger: str = "csv"         # csv (the histories eval/plot/report read) | tensorboard (event files beside them too)
+    logger: Any = field(default_factory=dict)  # the logger group (conf/logger/): the trackers besides the CSVs
     precision: str = "32"       # 32 | bf16-mixed | 16-mixed (CUDA): the forward pass and loss under autocast
     cuda_graphs: bool = True    # on CUDA, replay each epoch's captured training step where exact (aerun.graphs)
     search: SearchConfig = field(default_factory=SearchConfig)
@@ -89,8 +89,10 @@ class TrainConfig:
     model: Any = MISSING
 
 
-DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(TrainConfig) if f.default is not NO_DEFAULT
-                            and f.default is not MISSING}
+DEFAULTS: dict[str, Any] = {
+    **{f.name: f.default for f in fields(TrainConfig) if f.default is not NO_DEFAULT and f.default is not MISSING},
+    **{f.name: {} for f in fields(TrainConfig) if f.default_factory is dict},  # logger: no tracker
+}
 
 
 def register() -> None:

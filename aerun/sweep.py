@@ -26,7 +26,7 @@ from aerun.runs import REUSABLE_CHANGES
 
 MANIFEST = "jobs.yaml"
 OVERRIDES = Path(".hydra") / "overrides.yaml"
-GROUPS_OF_THE_SAME_RUN = ("paths", "search")  # any key under them
+GROUPS_OF_THE_SAME_RUN = ("paths", "search", "logger")  # any key under them
 # The single keys a job may change and stay the same run (schema.REUSABLE_CHANGES): changing them continues a job.
 SAME_RUN_KEYS = tuple(key for key in REUSABLE_CHANGES if key not in GROUPS_OF_THE_SAME_RUN)
 

@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from aerun import checkpoint as ckpt
-from aerun import atomic, eager, failures, graphs, runlock, schema
+from aerun import atomic, eager, failures, graphs, loggers, runlock, schema
 from aerun import precision as mixed
 from aerun.data import Split, batch_rows, data_shape, floats, load_split, shape_text, showcase
 from aerun.errors import EnvironmentFailure, UserError
@@ -35,7 +35,6 @@ from aerun.objective import Objective, loss_terms
 from aerun.probe import probe_accuracy
 from aerun.runs import EPOCH_FIELDS, EPOCH_LOG, ITER_FIELDS, ITER_LOG
 from aerun.search import direction
-from aerun.tensorboard import EventLog
 from aerun.validate import available_devices, check_train
 from aerun.validate import device as check_device
 
@@ -261,8 +260,8 @@ class History:
         self.terms = tuple(terms)
         self.validation = tuple(validation)
         iter_fields = (*ITER_FIELDS, *self.terms)
-        epoch_fields = (*EPOCH_FIELDS, *self.validation, *(f"train_{t}" for t in self.terms))
-        for path, fields in ((self.iter_path, iter_fields), (self.epoch_path, epoch_fields)):
+        self.epoch_fields = (*EPOCH_FIELDS, *self.validation, *(f"train_{t}" for t in self.terms))
+        for path, fields in ((self.iter_path, iter_fields), (self.epoch_path, self.epoch_fields)):
             kept = []
             if upto_epoch and path.exists():
                 with open(path, newline="") as f:
@@ -289,7 +288,7 @@ class History:
             os.truncate(path, size)
 
     def append(self, epoch: int, first_step: int, record: torch.Tensor, test_loss: float, seconds: float,
-               validation: dict[str, float] | None = None) -> None:
+               validation: dict[str, float] | None = None) -> dict[str, float]:
         """Rows for `record`: (steps, 1 + len(terms)) of [reconstruction term, each regulariser]; `validation`
         has a value for each of this history's validation columns."""
         if record.shape[1] != 1 + len(self.terms):
@@ -303,9 +302,11 @@ class History:
             for i, values in enumerate(record.tolist()):
                 writer.writerow([first_step + i + 1, epoch, *cells(values)])
         loss, penalty, *terms = cells(record.mean(0).tolist())
+        row = [epoch, first_step + len(record), loss, penalty, f"{test_loss:.6g}", f"{seconds:.3f}",
+               *(f"{(validation or {})[k]:.6g}" for k in self.validation), *terms]
         with open(self.epoch_path, "a", newline="") as f:
-            csv.writer(f).writerow([epoch, first_step + len(record), loss, penalty, f"{test_loss:.6g}",
-                                    f"{seconds:.3f}", *(f"{(validation or {})[k]:.6g}" for k in self.validation), *terms])
+            csv.writer(f).writerow(row)
+        return {name: float(cell) for name, cell in zip(self.epoch_fields, row)}  # the row as written: what trackers record
 
 
 def validation_measures(cfg: DictConfig) -> tuple[str, ...]:
@@ -441,28 +442,85 @@ def train(cfg: DictConfig, run_dir: Path, *, resume: bool = False,
         return _train(cfg, run_dir, resume, after_epoch)
 
 
-def _train(cfg: DictConfig, run_dir: Path, resume: bool,
-           after_epoch: Callable[[int, dict[str, float]], bool] | None = None) -> dict[str, Any]:
+def resumed_state(cfg: DictConfig, run_dir: Path, resume: bool) -> tuple[dict[str, Any] | None, Path | None]:
+    """The checkpoint a run goes on from (None for a new run) and its file, after every check that it may."""
     path = run_dir / ckpt.CHECKPOINT
     found = ckpt.latest_intact(run_dir) if resume else None
     if resume and found is None:
         raise UserError(f"no checkpoint at {path}; train a run first (`aerun train`)")
     if not resume and (path.exists() or (run_dir / ckpt.PREVIOUS).exists()):
         raise UserError(f"{run_dir} already holds a trained run; choose another hydra.run.dir")
-    state = found[0] if found else None
-    if state:
-        check_finite_state(state, found[1])
-    done = state["epoch"] if state else 0
+    if found is None:
+        return None, None
+    state = found[0]
+    check_finite_state(state, found[1])
+    done = state["epoch"]
     if cfg.epochs < done:
         raise UserError(f"epochs={cfg.epochs} is not allowed: {run_dir} is already trained to epoch {done}")
-    if state:
-        planned = state["config"]["epochs"]
-        check_schedule_extension(run_dir, cfg.optimizer.lr, cfg.lr_schedule, planned, done, cfg.epochs)
-    device = resolve_device(cfg.device)
-    trained_at = state["config"].get("precision", "32") if state else cfg.precision
+    check_schedule_extension(run_dir, cfg.optimizer.lr, cfg.lr_schedule, state["config"]["epochs"], done, cfg.epochs)
+    trained_at = state["config"].get("precision", "32")
     if trained_at != cfg.precision:
         raise UserError(f"{run_dir} was trained at precision={trained_at}; it resumes at that precision only "
                         f"(not {cfg.precision}): train a new run for precision={cfg.precision}")
+    return state, found[1]
+
+
+class Fit:
+    """What one training run holds while it trains: the model and its data, the files it writes, its trackers."""
+
+    def __init__(self, cfg: DictConfig, run_dir: Path, model: Autoencoder, device: torch.device,
+                 describe: dict[str, Any], done: int) -> None:
+        self.cfg, self.run_dir, self.model, self.device, self.describe = cfg, run_dir, model, device, describe
+        self.path = run_dir / ckpt.CHECKPOINT
+        self.train_set = load_split(cfg.dataset, "train", cfg.paths.data_dir, device)
+        self.test_set = load_split(cfg.dataset, "test", cfg.paths.data_dir, device)
+        self.val_set = load_split(cfg.dataset, "val", cfg.paths.data_dir, device) if cfg.dataset.val_size else None
+        self.objective = Objective.of(cfg, model)
+        self.measures = validation_measures(cfg) if self.val_set is not None else ()
+        if "val_probe" in self.measures and self.train_set.labels is None:
+            raise UserError(f"search.metric=val_probe fits a linear probe on labels, and {cfg.dataset.name} has "
+                            "none; search on val_loss")
+        self.history = History(run_dir, upto_epoch=done, terms=self.objective.names, validation=self.measures)
+        held_out = f" / {len(self.val_set)} validation" if self.val_set is not None else ""
+        log.info("training %s (%s, code %d) on %s: %d train%s / %d test images, device %s", cfg.model.name,
+                 cfg.model.builder, model.code_dim, cfg.dataset.name, len(self.train_set), held_out,
+                 len(self.test_set), device)
+        self.trackers = loggers.Trackers(loggers.describe(run_dir, {}), {})
+
+    def validate(self) -> dict[str, float] | None:
+        if self.val_set is None:
+            return None
+        model, train_set, val_set = self.model, self.train_set, self.val_set
+        found = {"val_loss": mean_mse(model, val_set.pixels)}
+        if "val_probe" in self.measures:
+            found["val_probe"] = probe_accuracy(features(model, train_set.pixels), train_set.labels,
+                                                features(model, val_set.pixels), val_set.labels, train_set.n_classes)
+        return found
+
+    def showcase(self) -> torch.Tensor | None:
+        """The showcase images, for a tracker that draws them each epoch (TensorBoard)."""
+        if "tensorboard" not in self.trackers.started:
+            return None
+        return self.test_set.take(showcase(self.cfg.dataset, self.test_set)).to(self.device)
+
+    def fitted(self) -> dict[str, Any]:
+        """A model fitted in closed form (PCA): epoch 0, written once."""
+        model, start = self.model, time.perf_counter()
+        model.fit(self.train_set.pixels)
+        record = torch.tensor([[mean_mse(model, self.train_set.pixels)]])
+        test_loss = mean_mse(model, self.test_set.pixels)
+        row = self.history.append(0, 0, record, test_loss, time.perf_counter() - start, self.validate())
+        ckpt.save(ckpt.make(**self.describe, epoch=0, step=0), self.path)
+        self.trackers.epoch(loggers.Epoch(epoch=0, metrics=row, record=record, model=model))
+        log.info("fitted: train MSE %.5f, test MSE %.5f", record[0, 0].item(), test_loss)
+        return {"run_dir": str(self.run_dir), "epochs": 0, "test_loss": test_loss}
+
+
+def _train(cfg: DictConfig, run_dir: Path, resume: bool,
+           after_epoch: Callable[[int, dict[str, float]], bool] | None = None) -> dict[str, Any]:
+    state, source = resumed_state(cfg, run_dir, resume)
+    done = state["epoch"] if state else 0
+    device = resolve_device(cfg.device)
     mixed.prepare(cfg.precision, device)
 
     torch.manual_seed(cfg.seed)
@@ -481,41 +539,28 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool,
         log.info("%s is %s epoch %d; nothing to do", run_dir, how, done)
         return {"run_dir": str(run_dir), "epochs": done, "test_loss": None}
 
-    train_set = load_split(cfg.dataset, "train", cfg.paths.data_dir, device)
-    test_set = load_split(cfg.dataset, "test", cfg.paths.data_dir, device)
-    val_set = load_split(cfg.dataset, "val", cfg.paths.data_dir, device) if cfg.dataset.val_size else None
-    objective = Objective.of(cfg, model)
-    measures = validation_measures(cfg) if val_set is not None else ()
-    if "val_probe" in measures and train_set.labels is None:
-        raise UserError(f"search.metric=val_probe fits a linear probe on labels, and {cfg.dataset.name} has none; "
-                        "search on val_loss")
-    history = History(run_dir, upto_epoch=done, terms=objective.names, validation=measures)
-    held_out = f" / {len(val_set)} validation" if val_set is not None else ""
-    log.info("training %s (%s, code %d) on %s: %d train%s / %d test images, device %s", cfg.model.name,
-             cfg.model.builder, model.code_dim, cfg.dataset.name, len(train_set), held_out, len(test_set), device)
+    fit = Fit(cfg, run_dir, model, device, describe, done)
+    fit.trackers = loggers.Trackers.open(cfg.logger, run_dir, config)  # one line here if one cannot start
+    status = "failed"
+    try:
+        summary = fit.fitted() if model.fitted else epochs(fit, state, source, after_epoch)
+        status = "finished"
+        return summary
+    except KeyboardInterrupt:
+        status = "killed"
+        raise
+    finally:
+        fit.trackers.finish(status)
 
-    def validate() -> dict[str, float] | None:
-        if val_set is None:
-            return None
-        found = {"val_loss": mean_mse(model, val_set.pixels)}
-        if "val_probe" in measures:
-            found["val_probe"] = probe_accuracy(features(model, train_set.pixels), train_set.labels,
-                                                features(model, val_set.pixels), val_set.labels, train_set.n_classes)
-        return found
 
-    if model.fitted:
-        start = time.perf_counter()
-        model.fit(train_set.pixels)
-        record = torch.tensor([[mean_mse(model, train_set.pixels)]])
-        test_loss = mean_mse(model, test_set.pixels)
-        history.append(0, 0, record, test_loss, time.perf_counter() - start, validate())
-        ckpt.save(ckpt.make(**describe, epoch=0, step=0), path)
-        log.info("fitted: train MSE %.5f, test MSE %.5f", record[0, 0].item(), test_loss)
-        return {"run_dir": str(run_dir), "epochs": 0, "test_loss": test_loss}
-
+def epochs(fit: Fit, state: dict[str, Any] | None, source: Path | None,
+           after_epoch: Callable[[int, dict[str, float]], bool] | None) -> dict[str, Any]:
+    """Train from the state's epoch (or the start) up to `epochs`: an epoch's rows and checkpoint together."""
+    cfg, model, device, run_dir = fit.cfg, fit.model, fit.device, fit.run_dir
+    done = state["epoch"] if state else 0
     if not state:
         if type(model).start_from_data is not Autoencoder.start_from_data:  # e.g. the conv AEs' output bias
-            model.start_from_data(first_images(train_set, device))
+            model.start_from_data(first_images(fit.train_set, device))
     optimizer = eager.build(instantiate(cfg.optimizer), model.parameters())
     scaler = mixed.scaler(cfg.precision, device)
     step, test_loss = 0, float("nan")
@@ -529,57 +574,45 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool,
     graphs.set_capturable(optimizer, graphed)
     monitor, patience = cfg.checkpoint.monitor, cfg.early_stop.patience
     best = dict(state["best"]) if state and state.get("best") else None
-    events = None
-    if cfg.logger == "tensorboard":
-        events = EventLog(run_dir, test_set.take(showcase(cfg.dataset, test_set)).to(device))
+    showcase_images = fit.showcase()
     for epoch in range(done + 1, cfg.epochs + 1):
         start = time.perf_counter()
         lr = learning_rate(cfg.optimizer.lr, cfg.lr_schedule, epoch, cfg.epochs)
         for group in optimizer.param_groups:
             group["lr"] = lr
         record = train_epoch(
-            model, optimizer, train_set.pixels,
+            model, optimizer, fit.train_set.pixels,
             batch_size=cfg.batch_size, generator=epoch_generator(cfg.seed, epoch),
-            objective=objective, desc=f"epoch {epoch}/{cfg.epochs}",
+            objective=fit.objective, desc=f"epoch {epoch}/{cfg.epochs}",
             noise=(cfg.noise.name, cfg.noise.level), noise_generator=epoch_generator(cfg.noise_seed, epoch),
             shift=cfg.augment_shift, binarize=cfg.dataset.binarize == "dynamic", device=device,
             precision=cfg.precision, scaler=scaler, cuda_graphs=graphed,
         )
-        finite = torch.isfinite(record).all(dim=1)
-        if not finite.all():
-            bad = step + int((~finite).nonzero()[0]) + 1
-            kept = f"the last good checkpoint (epoch {epoch - 1}) is kept" if epoch > 1 else "no epoch was finished"
-            if epoch == done + 1 and state:  # the resumed state, not the learning rate, is what changed
-                raise UserError(f"the loss became non-finite at epoch {epoch}, step {bad}, the first step"
-                                f"{'' if bad == step + 1 else 's'} after resuming from {found[1]} (epoch {done}); "
-                                f"{kept}; a straight run of this config would tell whether the saved state or the "
-                                f"settings are at fault (optimizer.lr={cfg.optimizer.lr:g})")
-            raise UserError(f"the loss became non-finite at epoch {epoch}, step {bad}; {kept}; "
-                            "try a smaller optimizer.lr")
+        check_finite_record(record, epoch, step, done, source, cfg.optimizer.lr)
         seconds = time.perf_counter() - start
-        test_loss, validation = mean_mse(model, test_set.pixels), validate()
+        test_loss, validation = mean_mse(model, fit.test_set.pixels), fit.validate()
         better, stop = False, False
         if monitor:
-            value = monitored(monitor, record, validation, objective.names)
+            value = monitored(monitor, record, validation, fit.objective.names)
             better = improves(value, best, monitor)
             if better:
                 best = {"monitor": monitor, "value": value, "epoch": epoch}
             stop = bool(patience) and epoch - best["epoch"] >= patience and epoch < cfg.epochs
-        kept = history.sizes()
+        kept = fit.history.sizes()
         try:  # the epoch's rows and its checkpoint are written together, or neither is
-            history.append(epoch, step, record, test_loss, seconds, validation)
-            made = ckpt.make(**describe, epoch=epoch, step=step + len(record), optimizer=optimizer, scaler=scaler,
-                             best=best)
+            row = fit.history.append(epoch, step, record, test_loss, seconds, validation)
+            made = ckpt.make(**fit.describe, epoch=epoch, step=step + len(record), optimizer=optimizer,
+                             scaler=scaler, best=best)
             if better:  # first, so that last.pt never names a best epoch that best.pt does not hold
                 ckpt.save(dict(made), run_dir / ckpt.BEST, keep_previous=False)
             if stop:  # early_stop.patience ended the run before its epochs: complete as it is (ckpt.finished)
                 made["stopped_early"] = True
-            ckpt.save(made, path)
+            ckpt.save(made, fit.path)
         except OSError as exc:
-            history.truncate(kept)
+            fit.history.truncate(kept)
             raise write_failure(exc, run_dir, epoch) from exc
-        if events:
-            events.epoch(epoch, step, record, test_loss, lr, model)
+        fit.trackers.epoch(loggers.Epoch(epoch=epoch, metrics=row, first_step=step, record=record, lr=lr,
+                                         model=model, showcase=showcase_images))
         step += len(record)
         log.info("epoch %d/%d  train %s %.5f  %stest MSE %.5f  %.1f s", epoch, cfg.epochs,
                  model.reconstruction_name, record[:, 0].mean().item(),
@@ -592,12 +625,8 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool,
             break
         if after_epoch is not None and validation is not None and after_epoch(epoch, validation) and epoch < cfg.epochs:
             log.info("pruned at epoch %d: its %s is worse than earlier trials' at this epoch", epoch, cfg.search.metric)
-            if events:
-                events.close()
             return {"run_dir": str(run_dir), "epochs": epoch, "test_loss": test_loss, "pruned_at": epoch}
-    if events:
-        events.close()
-    warning = health_warning(cfg, model, test_set.pixels, history, mean_of(train_set.pixels).to(device))
+    warning = health_warning(cfg, model, fit.test_set.pixels, fit.history, mean_of(fit.train_set.pixels).to(device))
     if warning:
         log.warning("warning: %s", warning)
     result = {"run_dir": str(run_dir), "epochs": epoch, "test_loss": test_loss, "warning": warning}
@@ -606,3 +635,19 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool,
     if stop:
         result["stopped_early"] = epoch
     return result
+
+
+def check_finite_record(record: torch.Tensor, epoch: int, step: int, done: int, source: Path | None,
+                        lr: float) -> None:
+    """One line for an epoch whose loss became non-finite: where, what is kept, and what to try."""
+    finite = torch.isfinite(record).all(dim=1)
+    if finite.all():
+        return
+    bad = step + int((~finite).nonzero()[0]) + 1
+    kept = f"the last good checkpoint (epoch {epoch - 1}) is kept" if epoch > 1 else "no epoch was finished"
+    if epoch == done + 1 and source:  # the resumed state, not the learning rate, is what changed
+        raise UserError(f"the loss became non-finite at epoch {epoch}, step {bad}, the first step"
+                        f"{'' if bad == step + 1 else 's'} after resuming from {source} (epoch {done}); "
+                        f"{kept}; a straight run of this config would tell whether the saved state or the "
+                        f"settings are at fault (optimizer.lr={lr:g})")
+    raise UserError(f"the loss became non-finite at epoch {epoch}, step {bad}; {kept}; try a smaller optimizer.lr")

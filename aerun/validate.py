@@ -15,7 +15,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from aerun import eager, noise, precision, tensorboard
+from aerun import eager, loggers, noise, precision
 from aerun.data import BINARIZE, data_shape, dataset
 from aerun.errors import UserError
 from aerun.models import Autoencoder, build, builder_args, families
@@ -130,7 +130,7 @@ def check_train(cfg: DictConfig) -> None:
     shift = cfg.augment_shift
     if not _is_int(shift) or not 0 <= shift <= MAX_SHIFT:
         raise UserError(f"augment_shift={shift!r} is not allowed; it must be an integer from 0 to {MAX_SHIFT} (pixels)")
-    tensorboard.check(cfg.logger)
+    loggers.check(cfg.logger)
     precision.check(cfg.precision, available_devices()[0] if cfg.device == "auto" else cfg.device)
     if cfg.dataset.binarize not in BINARIZE:
         raise UserError(f"dataset.binarize={cfg.dataset.binarize!r} is not allowed; allowed: {', '.join(BINARIZE)}")

@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = ROOT / "aerun" / "schema.py"
 CONF = ROOT / "conf"
 COMMANDS = ("train", "eval", "plot", "encode", "export", "data", "bench", "report", "resume")
-GROUPS = ("model", "dataset", "noise", "optimizer", "paths")
+GROUPS = ("model", "dataset", "noise", "optimizer", "logger", "paths")
+KEYED_GROUPS = ("logger",)  # groups whose presets' keys are listed too (logger.mlflow.tracking_uri, ...)
 NESTED = {"DatasetConfig": "dataset", "SearchConfig": "search", "CheckpointConfig": "checkpoint",
           "EarlyStopConfig": "early_stop"}
 
@@ -70,6 +71,23 @@ def group_rows(group: str) -> list[tuple[str, str]]:
     return rows
 
 
+def preset_keys(group: str) -> list[tuple[str, str, str]]:
+    """(dotted key, value, comment) of every key of a group's presets (`logger.mlflow.tracking_uri`)."""
+    rows = []
+    for path in sorted((CONF / group).glob("*.yaml")):
+        parents: list[tuple[int, str]] = []
+        for line in path.read_text().splitlines():
+            match = re.match(r"^(\s*)([A-Za-z_]\w*):\s*([^#]*?)\s*(?:#\s*(.*))?$", line)
+            if not match:
+                continue
+            indent, key, value, comment = len(match[1]), match[2], match[3], match[4] or ""
+            parents = [(i, k) for i, k in parents if i < indent]
+            if value and value != "{}":
+                rows.append((".".join([group, *(k for _, k in parents), key]), value, comment))
+            parents.append((indent, key))
+    return rows
+
+
 def command_rows(command: str) -> list[tuple[str, str, str]]:
     """(key, value, comment) of a command's top-level keys (its defaults list and hydra: settings aside)."""
     rows = []
@@ -105,6 +123,10 @@ def page() -> str:
         out += [f"### `{group}`", "", "| option | what it is |", "| --- | --- |"]
         out += [f"| `{name}` | {cell(first)} |" for name, first in group_rows(group)]
         out.append("")
+        if group in KEYED_GROUPS:
+            out += ["| key | default | meaning |", "| --- | --- | --- |"]
+            out += [f"| `{key}` | `{cell(value)}` | {cell(comment)} |" for key, value, comment in preset_keys(group)]
+            out.append("")
     out += ["## Each command's own keys", ""]
     for command in COMMANDS:
         rows = command_rows(command)

@@ -107,7 +107,7 @@ def search_trial(cfg: DictConfig, hydra_cfg: DictConfig, run_dir: Path, resume: 
     except UserError as exc:  # a loss that became non-finite, say: this trial failed, not the search
         log.error("aerun: error: %s", exc)
         return {"failed": str(exc)}
-    return search.result(summary, run_dir, cfg.search.metric)
+    return search.result(summary, run_dir, cfg.search.metric, best=cfg.checkpoint.monitor == cfg.search.metric)
 
 
 def resume_command(cfg: DictConfig) -> dict:

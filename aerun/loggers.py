@@ -213,8 +213,8 @@ class Trackers:
                 except UserError:
                     raise
                 except Exception as exc:
-                    raise UserError(f"logger={name} could not start: {one_line(exc)}; check its settings "
-                                    f"(logger.{name}.*) or leave {name} out of logger=") from None
+                    raise UserError(f"logger={name} could not start ({one_line(exc).rstrip('.')}); check its "
+                                    f"settings (logger.{name}.*) or leave {name} out of logger=") from None
                 started[name] = tracker
                 record[name] = {"id": run_id, "options": tracker.options}
         except BaseException:

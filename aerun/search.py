@@ -118,12 +118,18 @@ def pruning(cfg: DictConfig, hydra_cfg: Any) -> Callable[[int, dict[str, float]]
     return report
 
 
-def result(summary: dict[str, Any], run_dir: Path, metric: str) -> dict[str, Any]:
-    """What the job returns to the sweeper."""
+def result(summary: dict[str, Any], run_dir: Path, metric: str, best: bool = False) -> dict[str, Any]:
+    """What the job returns to the sweeper: its last epoch's `metric`, or with `best` (checkpoint.monitor is the
+    search's metric) its best epoch's, the one checkpoints/best.pt holds; with the epoch it is from."""
     if summary.get("pruned_at") is not None:
         return {"pruned_at": summary["pruned_at"]}
     with open(Path(run_dir) / "loss_epoch.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     if not rows or metric not in rows[-1]:
         return {"failed": f"{run_dir}/loss_epoch.csv has no {metric} column"}
-    return {"metric": metric, "value": float(rows[-1][metric])}
+    chosen = rows[-1]
+    if best:  # the first epoch of the best value, as the best checkpoint keeps it (a later tie does not replace it)
+        better = max if direction(metric) == "maximize" else min
+        value = better(float(row[metric]) for row in rows)
+        chosen = next(row for row in rows if float(row[metric]) == value)
+    return {"metric": metric, "value": float(chosen[metric]), "epoch": int(chosen["epoch"])}

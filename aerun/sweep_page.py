@@ -112,9 +112,9 @@ def search_section(doc: Document, path: Path) -> None:
     trials = study.get_trials(deepcopy=False)
     doc.heading("The search")
     names = list(dict.fromkeys(k for t in trials for k in t.params))
-    doc.table(["trial", "state", "objective", *names],
+    doc.table(["trial", "state", "objective", "at epoch", *names],
               [[t.number, t.state.name.lower(), t.value if t.value is not None else "-",
-                *(t.params.get(n, "-") for n in names)] for t in trials])
+                t.user_attrs.get("epoch", "-"), *(t.params.get(n, "-") for n in names)] for t in trials])
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     if complete:
         best = study.best_trial
@@ -138,7 +138,10 @@ def write_page(path: Path, sweep: Mapping[str, Any], control: str | None = None)
     doc = Document(f"Sweep {path}")
     seeds = max(g["n"] for g in groups)
     doc.text(f"{len(jobs)} runs, {len(groups)} settings" + (f", up to {seeds} seeds each" if seeds > 1 else "")
-             + f". Test split metrics from `aerun eval`. {RULE}")
+             + f". Test split metrics from `aerun eval`"
+             + (", each run's best checkpoint (`checkpoint=best`: the epochs column says which)"
+                if jobs and all(job.get("checkpoint") == "best" for job in jobs) else "")
+             + f". {RULE}")
     by_run = {job["run_dir"]: job for job in jobs}
     validation = []
     for g in groups:

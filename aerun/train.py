@@ -469,8 +469,9 @@ class Fit:
     """What one training run holds while it trains: the model and its data, the files it writes, its trackers."""
 
     def __init__(self, cfg: DictConfig, run_dir: Path, model: Autoencoder, device: torch.device,
-                 describe: dict[str, Any], done: int) -> None:
+                 describe: dict[str, Any], done: int, trackers: loggers.Trackers) -> None:
         self.cfg, self.run_dir, self.model, self.device, self.describe = cfg, run_dir, model, device, describe
+        self.trackers = trackers
         self.path = run_dir / ckpt.CHECKPOINT
         self.train_set = load_split(cfg.dataset, "train", cfg.paths.data_dir, device)
         self.test_set = load_split(cfg.dataset, "test", cfg.paths.data_dir, device)
@@ -485,7 +486,6 @@ class Fit:
         log.info("training %s (%s, code %d) on %s: %d train%s / %d test images, device %s", cfg.model.name,
                  cfg.model.builder, model.code_dim, cfg.dataset.name, len(self.train_set), held_out,
                  len(self.test_set), device)
-        self.trackers = loggers.Trackers(loggers.describe(run_dir, {}), {})
 
     def validate(self) -> dict[str, float] | None:
         if self.val_set is None:
@@ -539,10 +539,10 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool,
         log.info("%s is %s epoch %d; nothing to do", run_dir, how, done)
         return {"run_dir": str(run_dir), "epochs": done, "test_loss": None}
 
-    fit = Fit(cfg, run_dir, model, device, describe, done)
-    fit.trackers = loggers.Trackers.open(cfg.logger, run_dir, config)  # one line here if one cannot start
+    trackers = loggers.Trackers.open(cfg.logger, run_dir, config)  # one line here if one cannot start
     status = "failed"
     try:
+        fit = Fit(cfg, run_dir, model, device, describe, done, trackers)
         summary = fit.fitted() if model.fitted else epochs(fit, state, source, after_epoch)
         status = "finished"
         return summary
@@ -550,7 +550,7 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool,
         status = "killed"
         raise
     finally:
-        fit.trackers.finish(status)
+        trackers.finish(status)
 
 
 def epochs(fit: Fit, state: dict[str, Any] | None, source: Path | None,

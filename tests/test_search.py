@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -123,3 +124,45 @@ def test_the_sweeper_tells_optuna_what_each_trial_returned():
         sweeper._tell(studied, trial, SimpleNamespace(status=JobStatus.COMPLETED, return_value=outcome))
     assert [t.state for t in studied.trials] == [TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL]
     assert studied.best_value == 0.5
+
+
+@pytest.mark.parametrize("metric, values, best, last", [
+    ("val_loss", [0.5, 0.3, 0.4, 0.3], (0.3, 2), (0.3, 4)),    # lowest; of a tie the first, as best.pt keeps it
+    ("val_probe", [0.8, 0.9, 0.85], (0.9, 2), (0.85, 3)),       # highest
+])
+def test_a_trial_returns_its_best_epoch_when_the_best_checkpoint_follows_the_search_metric(tmp_path, metric, values,
+                                                                                           best, last):
+    from aerun import search as searching
+
+    rows = ["epoch,step,train_loss,train_penalty,test_loss,seconds," + metric]
+    rows += [f"{e},{e * 10},0.1,0,0.2,1.0,{v}" for e, v in enumerate(values, 1)]
+    (tmp_path / "loss_epoch.csv").write_text("\n".join(rows) + "\n")
+    chosen = searching.result({}, tmp_path, metric, best=True)
+    assert (chosen["value"], chosen["epoch"]) == best and chosen["metric"] == metric
+    chosen = searching.result({}, tmp_path, metric)
+    assert (chosen["value"], chosen["epoch"]) == last
+
+
+@pytest.mark.slow
+def test_a_search_with_best_checkpoints_scores_each_trial_by_its_best_epoch_and_its_page_says_so(aerun_exe, tmp_path):
+    import csv
+    import json
+
+    sweep = tmp_path / "search"
+    done = search(aerun_exe, "hydra.sweeper.n_trials=2", "dataset.val_size=256", "epochs=3", "optimizer.lr=0.05",
+                  "checkpoint.monitor=val_loss", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    for trial in study(sweep).trials:
+        with open(sweep / str(trial.number) / "loss_epoch.csv", newline="") as f:
+            rows = list(csv.DictReader(f))
+        kept = ckpt.read(sweep / str(trial.number) / ckpt.BEST)["epoch"]
+        assert trial.value == min(float(r["val_loss"]) for r in rows) == float(rows[kept - 1]["val_loss"])
+        assert trial.user_attrs["epoch"] == kept
+    evaluated = subprocess.run([aerun_exe, "eval", f"run={sweep}", "checkpoint=best"], cwd=tmp_path,
+                               capture_output=True, text=True, timeout=600)
+    assert evaluated.returncode == 0, evaluated.stderr
+    page = (sweep / "index.md").read_text()
+    assert "each run's best checkpoint (`checkpoint=best`" in page and "| at epoch |" in page
+    jobs = json.loads((sweep / "eval.json").read_text())["jobs"]
+    assert [(j["checkpoint"], j["epoch"]) for j in jobs] == [
+        ("best", ckpt.read(Path(j["run_dir"]) / ckpt.BEST)["epoch"]) for j in jobs]

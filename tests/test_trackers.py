@@ -383,3 +383,16 @@ def test_a_tracker_that_fails_mid_run_is_one_warning_and_the_run_trains_on(make_
     told = [json.loads(line) for line in (tmp_path / "told.jsonl").read_text().splitlines()]
     assert told == [1]  # nothing after the failure: dropped, not retried each epoch
     assert ckpt.load(run / ckpt.CHECKPOINT)["epoch"] == 2 and len(epoch_rows(run)) == 2
+
+
+def test_wandb_online_without_a_login_is_one_line_before_any_epoch(tmp_path, monkeypatch):
+    for name in ("WANDB_API_KEY", "WANDB_MODE", "NETRC"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc, no W&B settings of this machine's user
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
+    run = tmp_path / "run"
+    run.mkdir()
+    with pytest.raises(UserError, match=r"^logger=wandb could not start \(.*API key.*\); check its settings "
+                                        r"\(logger.wandb.\*\) or leave wandb out of logger=$"):
+        loggers.Trackers.open({"wandb": {"mode": "online", "project": "aerun"}}, run, {"seed": 0})
+    assert not (run / loggers.RECORD).exists()

@@ -96,9 +96,11 @@ class SearchSweeperImpl(OptunaSweeperImpl):
             study.tell(trial, state=TrialState.FAIL)
             print(f"[search] trial {trial.number} failed: {result.get('failed')}", file=sys.stderr, flush=True)
         else:
+            if result.get("epoch") is not None:  # the epoch its value is from (its best one, or its last)
+                trial.set_user_attr("epoch", int(result["epoch"]))
             study.tell(trial, values=[float(result["value"])])
             print(f"[search] trial {trial.number}: {result['metric']} {float(result['value']):.6g} "
-                  f"{trial.params}", flush=True)
+                  f"(epoch {result.get('epoch', '?')}) {trial.params}", flush=True)
 
     def _write_results(self, study: optuna.Study) -> None:
         from aerun import atomic

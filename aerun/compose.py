@@ -117,7 +117,9 @@ def sweep_combinations(overrides: list[str], multirun: bool) -> Iterator[list[st
         options = None if override.key_or_group.startswith("hydra") else group_options(override.key_or_group,
                                                                                                 overrides)
         if options is not None and override.package is None:
-            bad = [v for v in values if v not in options]
+            chosen = override.value() if not override.is_sweep_override() else None
+            named = [str(v) for v in chosen] if isinstance(chosen, list) else values  # logger=[tensorboard,mlflow]
+            bad = [v for v in named if v not in options]
             if bad:
                 raise UserError(f"{override.key_or_group}={bad[0]} is not a choice; allowed: {', '.join(options)}")
         choices.append([f"{key}={v}" for v in values])

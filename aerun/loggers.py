@@ -332,7 +332,7 @@ class TensorBoard(Tracker):
 @register_logger("mlflow")
 class MLflow(Tracker):
     """An MLflow run per aerun run, in `logger.mlflow.experiment` (a sweep: `EXPERIMENT/SWEEP_FOLDER`), at
-    `logger.mlflow.tracking_uri`, else MLFLOW_TRACKING_URI, else MLflow's default (./mlflow.db)."""
+    `logger.mlflow.tracking_uri`, else MLFLOW_TRACKING_URI, else MLflow's default (./mlruns with MLflow 3.5)."""
 
     requires = "mlflow"
     extra = "mlflow"

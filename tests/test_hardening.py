@@ -41,7 +41,7 @@ BAD_TRAIN = [
     (["experiment=nope"], "experiment=nope is not a choice; allowed: contractive_twin, conv, deep_best, denoising, denoising_control"),
     (["lr_schedule=step"], "allowed: constant, cosine"),
     (["logger=comet"], "logger=comet is not a choice; allowed: csv, mlflow, tensorboard, wandb"),
-    (["logger=[tensorboard,comet]"], "logger=[tensorboard,comet] is not a choice; allowed: csv, mlflow, tensorboard"),
+    (["logger=[tensorboard,comet]"], "logger=comet is not a choice; allowed: csv, mlflow, tensorboard, wandb"),
     (["augment_shift=9"], "augment_shift=9 is not allowed; it must be an integer from 0 to 4"),
     (["-m", "hydra/launcher=nope"], "hydra/launcher=nope is not a choice; allowed: basic, joblib, slurm, submitit_local"),
     (["epochs=0"], "epochs=0 is not allowed; it must be a positive integer"),

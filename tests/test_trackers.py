@@ -396,3 +396,23 @@ def test_wandb_online_without_a_login_is_one_line_before_any_epoch(tmp_path, mon
                                         r"\(logger.wandb.\*\) or leave wandb out of logger=$"):
         loggers.Trackers.open({"wandb": {"mode": "online", "project": "aerun"}}, run, {"seed": 0})
     assert not (run / loggers.RECORD).exists()
+
+
+def test_a_resume_may_add_trackers_from_the_command_line(make_cfg, tmp_path, monkeypatch, capfd):
+    from aerun import cli
+    from aerun.train import train
+
+    run = tmp_path / "run"
+    train(make_cfg("train", [*TINY, "epochs=1"]), run)
+    assert not (run / loggers.RECORD).exists()
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
+    monkeypatch.setattr(sys, "argv", ["aerun", "train", f"resume={run}", "epochs=2", "logger=[tensorboard,mlflow]",
+                                      f"logger.mlflow.tracking_uri={uri}"])
+    try:
+        cli.main()
+    except SystemExit as ended:
+        assert ended.code in (0, None), capfd.readouterr().err
+    run_id = recorded_id(run, "mlflow")
+    assert [m.step for m in mlflow_client(uri).get_metric_history(run_id, "test_loss")] == [2]  # from the resume on
+    assert list(run.glob("events.out.tfevents.*"))

@@ -17,12 +17,13 @@ import torch
 import yaml
 from torch import nn
 
-from aerun import atomic, loggers
+from aerun import atomic, loggers, ood
 from aerun import checkpoint as ckpt
 from aerun.data import IMAGE_SHAPE, batch_rows, floats, load_split, shape_text, showcase
 from aerun.errors import UserError
 from aerun.models import PCA, Autoencoder, family
 from aerun.noise import corrupt, generator
+from aerun.perimage import features, reconstruct, where
 from aerun.probe import Fit, probe
 from aerun.runs import find_runs
 from aerun.stats import Spread
@@ -50,41 +51,6 @@ def job_labels(runs: list[Path]) -> list[str]:
 
 
 # --------------------------------------------------------------------------- metrics
-
-
-@torch.no_grad()
-def reconstruct(
-    model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor | None = None, batch_size: int | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """SSE of each image against `targets` (default: the inputs), float64 (N,), and the codes (N, code_dim).
-    Inputs and targets are floats in [0, 1] or uint8 pixels (made floats batch by batch)."""
-    model.eval()
-    targets = inputs if targets is None else targets
-    batch_size = batch_size or batch_rows(inputs.shape[1:])
-    # the results go into tensors made once: small results kept between a batch's large temporaries pinned the
-    # C heap, and evaluating 20,000 3x64x64 images held 1.5 GB more than it used (measured)
-    device = where(model, inputs)
-    errors, codes = torch.empty(len(inputs), dtype=torch.float64, device=device), None
-    for start in range(0, len(inputs), batch_size):
-        x, y = (floats(t[start:start + batch_size].to(device, non_blocking=True)) for t in (inputs, targets))
-        recon, code = model(x)
-        if codes is None:
-            codes = torch.empty(len(inputs), code.shape[1], dtype=code.dtype, device=device)
-        errors[start:start + len(x)] = (recon - y).double().pow(2).flatten(1).sum(1)
-        codes[start:start + len(x)] = code
-    return errors, codes
-
-
-def where(model: nn.Module, images: torch.Tensor) -> torch.device:
-    """Where a model computes: its parameters' device (a split too large for a GPU stays in host memory)."""
-    parameter = next(iter(model.parameters()), None)
-    if parameter is None:
-        parameter = next(iter(model.buffers()), None)
-    return parameter.device if parameter is not None else images.device
-
-
-def sse_per_image(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
-    return reconstruct(model, inputs, targets)[0]
 
 
 def code_statistics(codes: torch.Tensor) -> dict[str, Any]:
@@ -153,15 +119,6 @@ def encode(model: nn.Module, images: torch.Tensor, batch_size: int | None = None
     batch_size = batch_size or batch_rows(images.shape[1:])
     device = where(model, images)
     return torch.cat([model.encode(floats(x.to(device))).flatten(1) for x in images.split(batch_size)])
-
-
-@torch.no_grad()
-def features(model: nn.Module, images: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
-    """What the linear probe reads of `images`: a family's `features` (its code, unless it says otherwise)."""
-    model.eval()
-    batch_size = batch_size or batch_rows(images.shape[1:])
-    device = where(model, images)
-    return torch.cat([model.features(floats(x.to(device))).flatten(1) for x in images.split(batch_size)])
 
 
 def cached_probe(what: str, dataset: Mapping[str, Any], data_dir: Path | str, device: torch.device | str,
@@ -237,11 +194,14 @@ def saved_evaluation(run_dir: Path, device: torch.device | str, noise: tuple[str
 def evaluate_run(
     run_dir: Path, data_dir: Path | str, device: torch.device | str,
     noise: tuple[str, float] = ("none", 0.0), noise_seed: int = 0, iw_samples: int = 0, which: str = "last",
+    ood_kind: str = "none", ood_path: str | None = None,
 ) -> dict[str, Any]:
     """Metrics of one run's checkpoint (`which`: last, or best) on its data set's test split, with PCA at the same
     code size.
 
-    With a noise, the inputs are corrupted and the errors measured against the clean images.
+    With a noise, the inputs are corrupted and the errors measured against the clean images. With `ood_kind` (a data
+    set, or noise), how well each score tells that data set's test images from the run's (`ood`); for a run trained
+    on some classes only (dataset.classes), how well they tell the other classes' test images apart (`anomaly`).
     """
     checkpoint = ckpt.load(ckpt.checkpoint_path(run_dir, which))
     model = ckpt.rebuild(checkpoint, device)
@@ -295,7 +255,40 @@ def evaluate_run(
         measures = model.measures(test.images, noise_seed, **({"iw_samples": iw_samples} if iw_samples else {}))
         if measures:
             result["model"][model.measures_key] = measures
+    if clean and (ood_kind != "none" or dataset.get("classes") is not None):
+        result.update(detections(model, dataset, test, Path(run_dir), data_dir, device, ood_kind, ood_path,
+                                 noise_seed, iw_samples))
     return result
+
+
+def detections(model: Autoencoder, dataset: Mapping[str, Any], test: Any, run_dir: Path, data_dir: Path | str,
+               device: torch.device | str, ood_kind: str, ood_path: str | None, seed: int, iw_samples: int
+               ) -> dict[str, Any]:
+    """`ood`: each score's separation of another data set's test images from the run's; `anomaly`, for a run
+    trained on some classes: of the other classes' test images from its own. The per-image scores and a figure are
+    written beside eval.json (aerun.ood)."""
+    gaussian = ood.training_gaussian(model, dataset, data_dir, device)
+    found: dict[str, Any] = {}
+    figures = run_dir / "figures"
+    own = f"{dataset['name']} test images" + (f" of classes {list(dataset['classes'])}" if dataset.get("classes")
+                                              is not None else "")
+    if ood_kind != "none":
+        name, outside = ood.other_images(ood_kind, data_dir, device, seed, model.in_shape, path=ood_path)
+        summary, arrays = ood.compare(model, test.pixels, outside, gaussian, seed, iw_samples)
+        ood.write_scores(run_dir / f"ood_{ood_kind}.npz", arrays)
+        ood.figure(arrays, summary, figures / f"ood_{ood_kind}_scores.png",
+                   f"{own} (in) against {name} (out)", "in", "out")
+        found["ood"] = {ood_kind: summary}
+    if dataset.get("classes") is not None:
+        every = load_split({**dataset, "classes": None}, "test", data_dir, device)
+        others = ~torch.isin(every.labels, torch.tensor(list(dataset["classes"]), device=every.labels.device))
+        summary, arrays = ood.compare(model, test.pixels, every.pixels[others.to(every.pixels.device)], gaussian,
+                                      seed, iw_samples)
+        ood.write_scores(run_dir / "anomaly.npz", arrays)
+        ood.figure(arrays, summary, figures / "anomaly_scores.png",
+                   f"{own} (normal) against the other classes' (anomalous)", "normal", "anomalous")
+        found["anomaly"] = summary
+    return found
 
 
 def check_shape(model: Autoencoder, shape: tuple[int, ...], run_dir: Path | str, name: str) -> None:
@@ -308,7 +301,7 @@ def check_shape(model: Autoencoder, shape: tuple[int, ...], run_dir: Path | str,
 def evaluate(
     path: Path, data_dir: Path | str, device: torch.device | str,
     noise: tuple[str, float] = ("none", 0.0), noise_seed: int = 0, iw_samples: int = 0, control: str | None = None,
-    which: str = "last",
+    which: str = "last", ood_kind: str = "none", ood_path: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate a run, or every job of a sweep; write eval.json and eval.md beside each, and for a sweep its
     page, index.html and index.md (aerun.sweep_page), comparing every setting with `control` if named.
@@ -321,7 +314,7 @@ def evaluate(
     name = eval_name(noise)
     results = []
     for run in runs:
-        result = evaluate_run(run, data_dir, device, noise, noise_seed, iw_samples, which)
+        result = evaluate_run(run, data_dir, device, noise, noise_seed, iw_samples, which, ood_kind, ood_path)
         loggers.attach(run, [atomic.write_json(run / f"{name}.json", result),
                              atomic.write_text(run / f"{name}.md", run_markdown(result))])
         results.append(result)
@@ -434,6 +427,14 @@ def run_markdown(result: Mapping[str, Any]) -> str:
     labels = shown["labels"] or ["-"] * len(shown["indices"])
     for i, label, a, b in zip(shown["indices"], labels, model["showcase_sse"], pca["showcase_sse"]):
         lines.append(_row([i, label, a, b]))
+    for title, summary in [*((f"Out of distribution: {name}", s) for name, s in result.get("ood", {}).items()),
+                           *((("Anomalies: the other classes", result["anomaly"]),) if "anomaly" in result else ())]:
+        first = next(iter(summary.values()))
+        lines += ["", f"## {title}", "", f"{first['n_in']} usual and {first['n_out']} unusual images; each score is "
+                  "higher for a more unusual image, and the unusual ones are the positives.", "",
+                  _row(["score", "AUROC", "AUPR", "FPR at 95 % TPR", "mean in", "mean out"]), _row(["---"] * 6)]
+        lines += [_row([name, f"{v['auroc']:.4f}", f"{v['aupr']:.4f}", f"{v['fpr95']:.4f}", v["mean_in"],
+                        v["mean_out"]]) for name, v in summary.items()]
     return "\n".join(lines) + "\n"
 
 

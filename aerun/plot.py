@@ -14,13 +14,12 @@ from typing import Any, Sequence
 
 import matplotlib
 import torch
-import torch.nn.functional as F
 from matplotlib.figure import Figure
 from torch import nn
 
-from aerun import atomic, loggers
+from aerun import atomic, loggers, ood
 from aerun import checkpoint as ckpt
-from aerun.data import Split, datasets, floats, label_names, load_split, shape_text
+from aerun.data import Split, floats, label_names, load_split
 from aerun.data import showcase as pick_showcase
 from aerun.errors import UserError
 from aerun.evaluate import (check_shape, encode, fitted_pca, group_by_setting, is_sweep, job_labels,
@@ -447,38 +446,18 @@ def code_noise_figure(models: Sequence[Loaded], test, showcase: list[int], level
 
 
 def ood_kinds() -> list[str]:
-    """What `ood=` takes: none, noise, or any registered data set."""
-    return ["none", "noise", *sorted(datasets())]
-
-
-def fit_shape(images: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
-    """Images (n, C, H, W) made (n, *shape): grey repeated into RGB or RGB made grey (ITU-R 601-2 luma, as Pillow),
-    then scaled bilinearly to H×W."""
-    channels, height, width = shape
-    if images.shape[1] == 1 and channels == 3:
-        images = images.expand(-1, 3, -1, -1)
-    elif images.shape[1] == 3 and channels == 1:
-        luma = torch.tensor([0.299, 0.587, 0.114], device=images.device).view(1, 3, 1, 1)
-        images = (images * luma).sum(1, keepdim=True)
-    if tuple(images.shape[2:]) != (height, width):
-        images = F.interpolate(images, size=(height, width), mode="bilinear", align_corners=False).clamp(0, 1)
-    return images.contiguous()
+    return ood.kinds()
 
 
 def ood_inputs(kind: str, data_dir: Path | str, device: str, seed: int, shape: Sequence[int],
                n: int = 10, path: str | None = None) -> tuple[str, torch.Tensor]:
-    """Ten inputs unlike the training data: uniform noise of the models' shape, or another data set's first test
-    images (`path` for one read from a folder or file), made the models' shape where theirs differs."""
-    if kind not in ood_kinds():
-        raise UserError(f"ood={kind!r} is not allowed; allowed: {', '.join(ood_kinds())}")
+    """Ten inputs unlike the training data, as floats: uniform noise of the models' shape (continuous), or another
+    data set's first test images made the models' shape (aerun.ood.other_images)."""
+    ood.check_kind(kind)
     if kind == "noise":
-        images = torch.rand((n, *shape), generator=generator(seed, "cpu")).to(device)
-        return "uniform random images", images
-    other = load_split({"name": kind, **({"path": path} if path else {})}, "test", data_dir, device)
-    name = f"{kind} test images 0-{n - 1}"
-    if tuple(other.shape) != tuple(shape):
-        name += f", {shape_text(other.shape)} made {shape_text(shape)}"
-    return name, fit_shape(other.take(slice(0, n)), shape)
+        return "uniform random images", torch.rand((n, *shape), generator=generator(seed, "cpu")).to(device)
+    name, pixels = ood.other_images(kind, data_dir, device, seed, shape, n=n, path=path)
+    return name, floats(pixels)
 
 
 def ood_figure(models: Sequence[Loaded], kind: str, data_dir, device: str, seed: int, out: Path,

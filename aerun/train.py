@@ -28,7 +28,7 @@ from aerun import atomic, eager, failures, graphs, loggers, runlock, schema
 from aerun import precision as mixed
 from aerun.data import Split, batch_rows, data_shape, floats, load_split, shape_text, showcase
 from aerun.errors import EnvironmentFailure, UserError
-from aerun.evaluate import features, sse_per_image, where
+from aerun.perimage import features, sse_per_image, where
 from aerun.models import Autoencoder, build, builder_args
 from aerun.noise import corrupt, draw
 from aerun.objective import Objective, loss_terms

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sys
@@ -14,6 +15,22 @@ from hydra.core.global_hydra import GlobalHydra
 from aerun.compose import CONF_DIR
 
 SMOKE = ["dataset=synthetic", "epochs=2", "batch_size=64", "device=cpu"]
+
+
+@pytest.fixture(autouse=True)
+def root_logging_restored():
+    """A test that runs the CLI in-process leaves Hydra's logging set-up behind (handlers writing to that test's
+    captured, then closed, streams): each test ends with the root logger as it found it."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in root.handlers[:]:
+        if handler not in handlers:
+            root.removeHandler(handler)
+    for handler in handlers:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    root.setLevel(level)
 
 
 @pytest.fixture

@@ -314,6 +314,7 @@ def test_a_sweep_job_is_grouped_by_its_sweep_folder(tmp_path, monkeypatch):
 # --------------------------------------------------------------------------- any tracker, from any package
 
 
+@pytest.mark.slow  # installs a package and runs three aerun processes, as test_plugins' family
 def test_the_docs_tracker_from_another_package_trains_resumes_and_gets_evals_files(aerun_exe, tmp_path):
     """docs/extending.md's tracker, installed as a package of its own and found through its entry point."""
     from test_plugins import install, readme_example

@@ -149,6 +149,16 @@ class Autoencoder(nn.Module):
         what `aerun eval` was asked for (iw_samples=K); a family ignores those it has no use for."""
         return {}
 
+    # the names among anomaly_scores' that are a negative log-likelihood in nats per image (aerun.ood corrects them
+    # for the input's complexity)
+    likelihood_scores: tuple[str, ...] = ()
+
+    @torch.no_grad()
+    def anomaly_scores(self, images: torch.Tensor, seed: int, **options: Any) -> dict[str, torch.Tensor]:
+        """The family's own per-image scores of how unusual each image is (higher: more), besides the reconstruction
+        error every family has (aerun.ood). `images`: floats (N, C, H, W); `options` as for `measures`."""
+        return {}
+
     @classmethod
     def measures_text(cls, measures: Mapping[str, Any]) -> str:
         """The family's measures as a sentence of eval.md."""

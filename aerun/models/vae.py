@@ -114,6 +114,25 @@ class VariationalAutoencoder(Autoencoder):
         Bernoulli "likelihood" is a cross-entropy against grey targets, not a likelihood: bernoulli_floor
         is what a perfect decoder would still pay (the pixels' own entropy), and `binary` says which it is.
         """
+        kl, nll, means = self.elbo_terms(images, seed, batch_size)
+        kl_mean, nll_mean = kl.mean().item(), nll.mean().item()
+        binary = bool(((images == 0) | (images == 1)).all())
+        result = {"reconstruction": self.reconstruction, "kl": kl_mean, "reconstruction_nll": nll_mean,
+                  "negative_elbo": kl_mean + nll_mean, "active_units": int((means.var(0) > 0.01).sum()),
+                  "unit": "nats per image", "binary": binary}
+        if self.reconstruction == "bernoulli" and not binary:
+            p = images.flatten(1).double().clamp(1e-12, 1 - 1e-12)
+            result["bernoulli_floor"] = (-(p * p.log() + (1 - p) * (1 - p).log())).sum(1).mean().item()
+        if iw_samples:
+            result["nll_iw"] = self.importance_weighted_nll(images, iw_samples, seed).mean().item()
+            result["iw_samples"] = int(iw_samples)
+        return result
+
+    @torch.no_grad()
+    def elbo_terms(self, images: torch.Tensor, seed: int, batch_size: int = 4096
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per image: KL(q(z|x) || N(0, I)) and -log p(x|z) at one z drawn from q(z|x) (drawn on the CPU from
+        `seed`), both float64 in nats, and the posterior means."""
         self.eval()
         gen = make_generator(seed, "cpu")
         kl, nll, means = [], [], []
@@ -123,18 +142,20 @@ class VariationalAutoencoder(Autoencoder):
             nll.append(self.negative_log_likelihood(self.decode_logits(mean + torch.exp(0.5 * logvar) * eps), x).double())
             kl.append(kl_divergence(mean, logvar).double())
             means.append(mean)
-        kl_mean, nll_mean = torch.cat(kl).mean().item(), torch.cat(nll).mean().item()
-        binary = bool(((images == 0) | (images == 1)).all())
-        result = {"reconstruction": self.reconstruction, "kl": kl_mean, "reconstruction_nll": nll_mean,
-                  "negative_elbo": kl_mean + nll_mean, "active_units": int((torch.cat(means).var(0) > 0.01).sum()),
-                  "unit": "nats per image", "binary": binary}
-        if self.reconstruction == "bernoulli" and not binary:
-            p = images.flatten(1).double().clamp(1e-12, 1 - 1e-12)
-            result["bernoulli_floor"] = (-(p * p.log() + (1 - p) * (1 - p).log())).sum(1).mean().item()
+        return torch.cat(kl), torch.cat(nll), torch.cat(means)
+
+    likelihood_scores = ("negative_elbo", "nll_iw")
+
+    @torch.no_grad()
+    def anomaly_scores(self, images: torch.Tensor, seed: int, iw_samples: int = 0, **options: Any
+                       ) -> dict[str, torch.Tensor]:
+        """The negative ELBO (one sample of z, as `measures`) and, with `iw_samples`, the importance-weighted bound on
+        -log p(x): nats per image."""
+        kl, nll, _ = self.elbo_terms(images, seed)
+        found = {"negative_elbo": kl + nll}
         if iw_samples:
-            result["nll_iw"] = self.importance_weighted_nll(images, iw_samples, seed).mean().item()
-            result["iw_samples"] = int(iw_samples)
-        return result
+            found["nll_iw"] = self.importance_weighted_nll(images, iw_samples, seed)
+        return found
 
     @torch.no_grad()
     def importance_weighted_nll(self, images: torch.Tensor, samples: int, seed: int,

@@ -99,6 +99,10 @@ def test_a_one_class_run_scores_the_other_classes_as_anomalies(make_cfg, tmp_pat
     assert sse["auroc"] == pytest.approx(sklearn_separation(written["sse_in"], written["sse_out"])["auroc"], abs=1e-12)
     assert sse["auroc"] > 0.8  # trained on one kind of figure, it reconstructs the others worse
     assert (run / "figures" / "anomaly_scores.png").exists()
+    # the preset's showcase positions are the whole test split's: the run shows those of them that are its class
+    threes = [p for p in range(10) if labels[p] == 3]
+    expected = [int((labels[:p] == 3).sum()) for p in threes] or [0]  # their places among the threes
+    assert result["showcase"] == {"indices": expected, "labels": [3] * len(expected)}
 
 
 BAD_OOD = [

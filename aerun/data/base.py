@@ -349,13 +349,19 @@ def only_classes(images: Images, classes: Sequence[int], name: str,
 
 def showcase(dataset: Mapping[str, Any], test: Split) -> list[int]:
     """The test images that figures and tables show: `dataset.showcase` where given, else the first image of each
-    class (up to ten classes), else the first ten."""
+    class (up to ten classes), else the first ten. The given indices are positions in the data set's whole test
+    split: a split of some classes only (dataset.classes) shows those of its images, or, holding none of them, the
+    first of each class it has."""
     given = dataset.get("showcase")
     if given:
         chosen = [int(i) for i in given]
-        if max(chosen) >= len(test) or min(chosen) < 0:
+        if test.index is not None:  # a subset: the given positions it holds, where they are in it
+            where = {int(position): i for i, position in enumerate(test.positions.tolist())}
+            chosen = [where[i] for i in chosen if i in where]
+        elif max(chosen) >= len(test) or min(chosen) < 0:
             raise UserError(f"dataset.showcase index {max(chosen)} is past the test split's {len(test)} images")
-        return chosen
+        if chosen:
+            return chosen
     if test.labels is not None:
         labels = test.labels.cpu()
         firsts = [int((labels == k).nonzero()[0]) for k in labels.unique().tolist()[:10]]

@@ -20,7 +20,7 @@ from aerun import checkpoint as ckpt
 from aerun.data import load_split
 from aerun.errors import UserError
 from aerun.evaluate import check_shape
-from aerun.evaluate import encode as encode_images
+from aerun.perimage import encode as encode_images
 
 log = logging.getLogger(__name__)
 

@@ -19,11 +19,11 @@ from torch import nn
 
 from aerun import atomic, loggers, ood
 from aerun import checkpoint as ckpt
-from aerun.data import IMAGE_SHAPE, batch_rows, floats, load_split, shape_text, showcase
+from aerun.data import IMAGE_SHAPE, floats, load_split, shape_text, showcase
 from aerun.errors import UserError
 from aerun.models import PCA, Autoencoder, family
 from aerun.noise import corrupt, generator
-from aerun.perimage import features, reconstruct, where
+from aerun.perimage import features, reconstruct
 from aerun.probe import Fit, probe
 from aerun.runs import find_runs
 from aerun.stats import Spread
@@ -112,13 +112,6 @@ def code_probe(model: nn.Module, dataset: Mapping[str, Any], data_dir: Path | st
                  train.n_classes)
 
 
-@torch.no_grad()
-def encode(model: nn.Module, images: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
-    """The codes of `images` (N, code_dim), without decoding them."""
-    model.eval()
-    batch_size = batch_size or batch_rows(images.shape[1:])
-    device = where(model, images)
-    return torch.cat([model.encode(floats(x.to(device))).flatten(1) for x in images.split(batch_size)])
 
 
 def cached_probe(what: str, dataset: Mapping[str, Any], data_dir: Path | str, device: torch.device | str,

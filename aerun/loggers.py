@@ -111,12 +111,8 @@ LOGGERS: dict[str, type[Tracker]] = {}
 
 
 def register_logger(name: str) -> Callable[[type[Tracker]], type[Tracker]]:
-    """Class decorator: make a Tracker subclass selectable as `logger=name`."""
-    def decorate(cls: type[Tracker]) -> type[Tracker]:
-        plugins.check_registration(LOGGERS, name, cls, Tracker, "logger", "register_logger")
-        LOGGERS[name] = cls
-        return cls
-    return decorate
+    """Class decorator: make a Tracker subclass selectable as `logger=name`. Names are unique."""
+    return plugins.registered(LOGGERS, name, Tracker, "logger", "register_logger")
 
 
 def selected(spec: Any) -> dict[str, dict[str, Any]]:

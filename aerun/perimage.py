@@ -47,9 +47,20 @@ def sse_per_image(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor 
 
 
 @torch.no_grad()
-def features(model: nn.Module, images: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
-    """What the linear probe reads of `images`: a family's `features` (its code, unless it says otherwise)."""
+def each_batch(model: nn.Module, images: torch.Tensor, method: str, batch_size: int | None = None) -> torch.Tensor:
+    """`model.<method>` of `images` batch by batch, on the model's device, flattened to (N, -1)."""
     model.eval()
     batch_size = batch_size or batch_rows(images.shape[1:])
     device = where(model, images)
-    return torch.cat([model.features(floats(x.to(device))).flatten(1) for x in images.split(batch_size)])
+    call = getattr(model, method)
+    return torch.cat([call(floats(x.to(device))).flatten(1) for x in images.split(batch_size)])
+
+
+def features(model: nn.Module, images: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
+    """What the linear probe reads of `images`: a family's `features` (its code, unless it says otherwise)."""
+    return each_batch(model, images, "features", batch_size)
+
+
+def encode(model: nn.Module, images: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
+    """The codes of `images` (N, code_dim), without decoding them."""
+    return each_batch(model, images, "encode", batch_size)

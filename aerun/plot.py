@@ -22,8 +22,9 @@ from aerun import checkpoint as ckpt
 from aerun.data import Split, floats, label_names, load_split
 from aerun.data import showcase as pick_showcase
 from aerun.errors import UserError
-from aerun.evaluate import (check_shape, encode, fitted_pca, group_by_setting, is_sweep, job_labels,
-                            noisy_test_inputs, reconstruct, setting_digest, without_seed)
+from aerun.evaluate import (check_shape, fitted_pca, group_by_setting, is_sweep, job_labels, noisy_test_inputs,
+                            setting_digest, without_seed)
+from aerun.perimage import encode, reconstruct
 from aerun.models import ACTIVATIONS, CODE_SPACE, CODE_USAGE, FILTERS, KERNELS, PCA, SAMPLES, Autoencoder
 from aerun.noise import generator
 from aerun.runs import find_runs

@@ -8,10 +8,12 @@ point and its package.
 from __future__ import annotations
 
 from importlib.metadata import entry_points
+from typing import Callable, TypeVar
 
 from aerun.errors import UserError
 
 _LOADED: set[str] = set()
+T = TypeVar("T", bound=type)
 
 
 def load(group: str) -> None:
@@ -43,3 +45,12 @@ def check_registration(registry: dict[str, type], name: str, cls: object, base: 
     if name in registry and registry[name] is not cls:
         raise UserError(f"the {what} name {name!r} is registered twice: by {registry[name].__module__}."
                         f"{registry[name].__name__} and by {where}.{cls.__name__}; rename one of them")
+
+
+def registered(registry: dict[str, type], name: str, base: type, what: str, decorator: str) -> Callable[[T], T]:
+    """The class decorator of `@decorator(name)`: the class, checked (`check_registration`), into `registry`."""
+    def add(cls: T) -> T:
+        check_registration(registry, name, cls, base, what, decorator)
+        registry[name] = cls
+        return cls
+    return add

@@ -138,7 +138,7 @@ def write_page(path: Path, sweep: Mapping[str, Any], control: str | None = None)
     doc = Document(f"Sweep {path}")
     seeds = max(g["n"] for g in groups)
     doc.text(f"{len(jobs)} runs, {len(groups)} settings" + (f", up to {seeds} seeds each" if seeds > 1 else "")
-             + f". Test split metrics from `aerun eval`"
+             + ". Test split metrics from `aerun eval`"
              + (", each run's best checkpoint (`checkpoint=best`: the epochs column says which)"
                 if jobs and all(job.get("checkpoint") == "best" for job in jobs) else "")
              + f". {RULE}")

@@ -39,6 +39,19 @@ def install(site: Path, package: str, modules: dict[str, str], entry_points: dic
     (info / "entry_points.txt").write_text(f"[{group}]\n" + "".join(f"{k} = {v}\n" for k, v in entry_points.items()))
 
 
+def docs_package(tmp_path: Path, heading: str, group: str, conf_group: str) -> tuple[str, dict, Path]:
+    """A docs/extending.md example (its module, pyproject entry point and preset) installed in a folder of its own:
+    its registered name, the environment that finds it, and the search-path folder holding its preset."""
+    blocks = readme_example(heading)
+    (name, target), = tomllib.loads(blocks["toml"])["project"]["entry-points"][group].items()
+    package, module = target.split(".")
+    install(tmp_path / "site", package, {module: blocks["python"]}, {name: target}, group=group)
+    conf = tmp_path / "my-conf"
+    (conf / conf_group).mkdir(parents=True)
+    (conf / conf_group / f"{name}.yaml").write_text(blocks["yaml"])
+    return name, {**os.environ, "PYTHONPATH": str(tmp_path / "site")}, conf
+
+
 @pytest.fixture
 def outside(tmp_path):
     """The documented family installed in a folder of its own, its preset in another: (environment, search path)."""
@@ -132,16 +145,7 @@ def test_a_broken_plugin_is_one_line_naming_its_entry_point(aerun_exe, tmp_path,
 @pytest.mark.slow
 def test_the_readme_dataset_trains_evaluates_and_plots_from_outside(aerun_exe, tmp_path):
     """The documented scikit-learn digits, installed as a package of their own: an 8x8 data set aerun never saw."""
-    blocks = readme_example("## Writing your own dataset")
-    points = tomllib.loads(blocks["toml"])["project"]["entry-points"]["aerun.datasets"]
-    (name, target), = points.items()
-    package, module = target.split(".")
-    site = tmp_path / "site"
-    install(site, package, {module: blocks["python"]}, {name: target}, group="aerun.datasets")
-    conf = tmp_path / "my-conf"
-    (conf / "dataset").mkdir(parents=True)
-    (conf / "dataset" / f"{name}.yaml").write_text(blocks["yaml"])
-    env = {**os.environ, "PYTHONPATH": str(site)}
+    name, env, conf = docs_package(tmp_path, "## Writing your own dataset", "aerun.datasets", "dataset")
     run = tmp_path / "run"
     done = aerun(aerun_exe, f"dataset={name}", f"hydra.searchpath=[file://{conf}]", "model=conv_deconv", "epochs=2",
                  "device=cpu", f"hydra.run.dir={run}", env=env, cwd=tmp_path)

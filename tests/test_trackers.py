@@ -14,7 +14,6 @@ import struct
 import subprocess
 import sys
 import time
-import tomllib
 import urllib.request
 from pathlib import Path
 
@@ -317,25 +316,16 @@ def test_a_sweep_job_is_grouped_by_its_sweep_folder(tmp_path, monkeypatch):
 @pytest.mark.slow  # installs a package and runs three aerun processes, as test_plugins' family
 def test_the_docs_tracker_from_another_package_trains_resumes_and_gets_evals_files(aerun_exe, tmp_path):
     """docs/extending.md's tracker, installed as a package of its own and found through its entry point."""
-    from test_plugins import install, readme_example
+    from test_plugins import docs_package
 
-    blocks = readme_example("## Writing your own tracker")
-    points = tomllib.loads(blocks["toml"])["project"]["entry-points"]["aerun.loggers"]
-    (name, target), = points.items()
-    package, module = target.split(".")
-    site = tmp_path / "site"
-    install(site, package, {module: blocks["python"]}, {name: target}, group="aerun.loggers")
-    conf = tmp_path / "my-conf" / "logger"
-    conf.mkdir(parents=True)
-    (conf / f"{name}.yaml").write_text(blocks["yaml"])
-    env = {**os.environ, "PYTHONPATH": str(site)}
+    name, env, conf = docs_package(tmp_path, "## Writing your own tracker", "aerun.loggers", "logger")
     run = tmp_path / "run"
 
     def aerun(*args):
         done = subprocess.run([aerun_exe, *args], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]
 
-    aerun(*TINY, f"hydra.searchpath=[file://{tmp_path / 'my-conf'}]", f"logger={name}", f"hydra.run.dir={run}")
+    aerun(*TINY, f"hydra.searchpath=[file://{conf}]", f"logger={name}", f"hydra.run.dir={run}")
     aerun("train", f"resume={run}", "epochs=3")
     aerun("eval", f"run={run}")
     told = [json.loads(line) for line in (tmp_path / "notebook.jsonl").read_text().splitlines()]

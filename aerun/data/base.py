@@ -108,13 +108,7 @@ DATASETS: dict[str, type[Dataset]] = {}
 
 def register_dataset(name: str) -> Callable[[type[Dataset]], type[Dataset]]:
     """Register a data set under `name`, its presets' `name:`. Names are unique."""
-
-    def add(cls: type[Dataset]) -> type[Dataset]:
-        plugins.check_registration(DATASETS, name, cls, Dataset, "data set", "register_dataset")
-        DATASETS[name] = cls
-        return cls
-
-    return add
+    return plugins.registered(DATASETS, name, Dataset, "data set", "register_dataset")
 
 
 def load_plugins() -> None:

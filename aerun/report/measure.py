@@ -17,10 +17,11 @@ from omegaconf import DictConfig
 from aerun.data import data_shape, load_split, showcase
 from aerun.document import Document
 from aerun.errors import UserError
-from aerun.evaluate import (CLEAN, encode, eval_name, evaluate, fitted_pca, noisy_test_inputs, reconstruct,
-                            saved_evaluation, write_sweep)
+from aerun.evaluate import (CLEAN, eval_name, evaluate, fitted_pca, noisy_test_inputs, saved_evaluation,
+                            write_sweep)
 from aerun.models import Autoencoder
 from aerun.noise import generator
+from aerun.perimage import encode, reconstruct
 from aerun.plot import load, ood_inputs, plot
 from aerun.claims import Ledger
 from aerun.report.plan import Job, Setting

@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from aerun.stats import ALPHA, Spread, Welch, holm, welch
+from aerun.stats import ALPHA, MIN_SEEDS, Spread, Welch, holm, welch
 
 
 def error_ratio(lose: str, worse: float, win: str, better: float, noun: str = "error") -> str:
@@ -60,9 +60,12 @@ class Claim:
 
     @property
     def resolved(self) -> bool:
-        """Whether the seeds resolve it: its adjusted p below ALPHA, or an exact (spread-free) difference."""
+        """Whether the seeds resolve it: an exact difference (no spread, beside a fitted side), or its adjusted p
+        below ALPHA with at least MIN_SEEDS seeds on each trained side."""
         if self.test.untested and self.test.ci_low is not None:
             return self.test.difference != 0
+        if self.trained_seeds < MIN_SEEDS:
+            return False
         return self.p_adjusted is not None and self.p_adjusted < ALPHA
 
     def better(self) -> tuple[tuple[str, Spread], tuple[str, Spread]]:
@@ -109,8 +112,14 @@ class Claim:
         if self.resolved:
             return (f"Over {self.n} seeds {win} has {better}: {self.fmt(w)} against {self.fmt(lw)} for {lose} "
                     f"({margin}; {self.interval()}; {self.tested()}).")
+        few = f"; a difference needs {MIN_SEEDS} seeds a side" if self.trained_seeds < MIN_SEEDS else ""
         return (f"{self.n} seeds do not resolve {self.a} against {self.b}: {self.metric} {self.fmt(self.sa)} and "
-                f"{self.fmt(self.sb)} ({self.interval()}; {self.tested()}).")
+                f"{self.fmt(self.sb)} ({self.interval()}; {self.tested()}{few}).")
+
+    @property
+    def trained_seeds(self) -> int:
+        """The seeds of the side with fewest, fitted sides aside (a fitted side is the same in every seed)."""
+        return min([s.n for s in (self.sa, self.sb) if not s.fitted] or [self.n])
 
     def as_dict(self) -> dict[str, Any]:
         """The evidence, as report.json carries it."""

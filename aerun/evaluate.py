@@ -227,6 +227,7 @@ def evaluate_run(
         sse, codes = reconstruct(m, inputs, test.pixels)
         entry = ({"name": name, "builder": checkpoint["model"]["builder"], "code_dim": model.code_dim} if name
                  else {"k": pca.code_dim, "lossless": pca.code_dim >= pixels})
+        entry["fitted"] = bool(m.fitted)  # fitted in closed form: the same in every seed (aerun.stats.Spread)
         result[key] = {**entry, **summarise(sse, pixels), "showcase_sse": sse[shown].tolist()}
         if name:
             result[key]["code"] = code_statistics(codes)

@@ -6,9 +6,10 @@ read against is scipy.stats'.
 
 The rule, stated once in every report: two settings differ when Welch's t-test (unequal variances,
 two-sided; scipy.stats) over their seeds gives a p-value that, adjusted by Holm's step-down method
-for the tests of its part, is below 0.05. Each comparison also gives the difference of the means
-with its 95 % confidence interval. With one seed on either side nothing is tested; a method without
-spread (PCA, deterministic) has sd 0.
+for the tests of its part, is below 0.05, with at least three seeds on each trained side. Each comparison
+also gives the difference of the means with its 95 % confidence interval. With one seed on either side
+nothing is tested; a method fitted in closed form (PCA) has sd 0, and only beside it is a difference
+without spread exact.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from typing import Sequence
 
 ALPHA = 0.05
 RULE = ("A difference is called only where Welch's t-test over the seeds (two-sided, unequal variances), its "
-        f"p-value adjusted by Holm's step-down method for every test of its part, gives p < {ALPHA:g}; each "
+        f"p-value adjusted by Holm's step-down method for every test of its part, gives p < {ALPHA:g} with at least "
+        "three seeds on each trained side; each "
         "comparison gives the difference with its 95 % confidence interval, and otherwise the text says the "
         "seeds do not resolve it.")
 
@@ -29,12 +31,13 @@ class Spread:
     """Values of one metric over seeds: mean, sample standard deviation (None for one value), n."""
 
     values: tuple[float, ...]
+    fitted: bool = False  # a method fitted in closed form (PCA): the same value in every seed by construction
 
     @classmethod
-    def of(cls, values: Sequence[float]) -> "Spread":
+    def of(cls, values: Sequence[float], fitted: bool = False) -> "Spread":
         if not values:
             raise ValueError("a spread needs at least one value")
-        return cls(tuple(float(v) for v in values))
+        return cls(tuple(float(v) for v in values), fitted)
 
     @property
     def n(self) -> int:
@@ -80,9 +83,12 @@ def welch(a: Spread, b: Spread, confidence: float = 0.95) -> Welch:
     difference = a.mean - b.mean
     if a.n < 2 or b.n < 2:
         return Welch(difference, untested="one seed")
-    if not a.sd and not b.sd:
+    if not a.sd and not b.sd and (a.fitted or b.fitted):
         return Welch(difference, difference, difference,
                      untested="no spread on either side: every seed gave the same value, the difference is exact")
+    if not a.sd and not b.sd:  # trained sides that tied by chance (a share that moves in steps): nothing measured
+        return Welch(difference, untested="no spread on either side: every seed happened to give the same value, "
+                                          "which says nothing of how much the seeds can vary")
     va, vb = (a.sd or 0.0) ** 2 / a.n, (b.sd or 0.0) ** 2 / b.n  # a deterministic side (PCA) adds no variance
     se = math.sqrt(va + vb)
     df = (va + vb) ** 2 / ((va ** 2 / (a.n - 1) if va else 0.0) + (vb ** 2 / (b.n - 1) if vb else 0.0))
@@ -116,11 +122,18 @@ def holm(ps: Sequence[float | None]) -> list[float | None]:
     return adjusted
 
 
+MIN_SEEDS = 3  # per side, for a difference to be resolved: two seeds leave Welch about one degree of freedom
+
+
 def resolved(a: Spread, b: Spread, p_adjusted: float | None = None) -> bool:
-    """Whether the seeds resolve the difference between a and b: an exact difference (no spread on either side)
-    always; otherwise its p (adjusted, where given) below ALPHA."""
+    """Whether the seeds resolve the difference between a and b: an exact difference (no spread on either side, one
+    of them fitted) always; otherwise, with at least MIN_SEEDS on each trained side, its p (adjusted, where given)
+    below ALPHA."""
     test = welch(a, b)
     if test.untested and test.ci_low is not None:
         return test.difference != 0
+    trained = [s.n for s in (a, b) if not s.fitted]
+    if trained and min(trained) < MIN_SEEDS:
+        return False
     p = p_adjusted if p_adjusted is not None else test.p
     return p is not None and p < ALPHA

@@ -242,3 +242,28 @@ def test_added_seeds_train_only_the_new_seeds(aerun_exe, tmp_path):
     assert "trained with seeds 0–2" in markdown and "Welch's t-test" in markdown and " ± " in markdown
     done = report("seeds=2", 'train_overrides=["dataset=synthetic","epochs=1","batch_size=64","seed=5"]')
     assert done.returncode == 2 and "train_overrides sets seed" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_only_a_fitted_side_makes_a_spread_free_difference_exact():
+    from aerun.claims import Claim
+
+    fitted = Spread.of([13.87] * 3, fitted=True)  # PCA: the same in every seed by construction
+    tied = Spread.of([14.0] * 3)                  # a trained model whose seeds happened to agree (a share in steps)
+    assert Claim("p", "SSE/image", "PCA", fitted, "AE", tied).resolved  # exact beside the fitted side
+    chance = Claim("p", "share", "A", Spread.of([0.5] * 3), "B", tied)
+    assert not chance.resolved and chance.test.p is None and "happened to give the same value" in chance.test.untested
+
+
+def test_two_seeds_a_side_never_resolve_a_difference_three_can():
+    from aerun.claims import Ledger
+
+    ledger = Ledger()
+    two = ledger.compare("A", Spread.of([1.0, 1.01]), "B", Spread.of([2.0, 2.01]))
+    three = ledger.compare("C", Spread.of([1.0, 1.01, 0.99]), "D", Spread.of([2.0, 2.01, 1.99]))
+    ledger.close()
+    assert two.p_adjusted < 0.05 and not two.resolved  # Welch alone would call it at about one degree of freedom
+    assert "2 seeds do not resolve A against B" in str(two) and "a difference needs 3 seeds a side" in str(two)
+    assert three.resolved and str(three).startswith("Over 3 seeds C has the lower SSE/image")
+    beside_pca = ledger.compare("PCA", Spread.of([1.5] * 2, fitted=True), "E", Spread.of([2.0, 2.01, 1.99]))
+    ledger.close()
+    assert beside_pca.trained_seeds == 3  # the fitted side's count is no seed count

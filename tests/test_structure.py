@@ -12,7 +12,7 @@ from aerun.train import train
 EVAL_JSON = {
     "checkpoint": "str", "dataset": "str", "epoch": "int", "n_images": "int", "precision": "str", "run_dir": "str",
     "seed": "int", "setting": "str", "shape": "list", "split": "str", "step": "int", "pixels_probe_accuracy": "float",
-    "model.builder": "str", "model.name": "str", "model.code_dim": "int",
+    "model.builder": "str", "model.name": "str", "model.code_dim": "int", "model.fitted": "bool", "pca.fitted": "bool",
     "model.code.fraction_zero": "float", "model.code.mean_activation": "list", "model.code.mean_l1": "float",
     "model.mse": "float", "model.psnr_db": "float", "model.sse_per_image": "float", "model.showcase_sse": "list",
     "model.probe_accuracy": "float", "model.probe_fit.converged": "bool", "model.probe_fit.gradient_norm": "float",

@@ -82,13 +82,15 @@ class Context:
 
 
 def spread(results: Sequence[dict[str, Any]], *keys: str) -> Spread:
-    """One metric over the seeds of a setting: spread(results, "model", "sse_per_image")."""
-    values = []
+    """One metric over the seeds of a setting: spread(results, "model", "sse_per_image"); fitted where the entry
+    holding the metric says its model was fitted in closed form (PCA)."""
+    values, fitted = [], True
     for result in results:
-        for key in keys:
+        for key in keys[:-1]:
             result = result[key]
-        values.append(result)
-    return Spread.of(values)
+        fitted = fitted and bool(result.get("fitted"))
+        values.append(result[keys[-1]])
+    return Spread.of(values, fitted=fitted)
 
 
 def history(run: Path) -> dict[str, list[float]]:

@@ -140,8 +140,8 @@ def part_standard(doc: Document, ctx: Context) -> None:
     for kind in kinds:
         try:
             ood[kind] = [Spread.of(ood_errors(ctx, s.runs, kind)) for s in settings]
-            ood_pca[kind] = [Spread.of([ood_pca_error(ctx, s.cfg.dataset, r[0]["pca"]["k"], kind)] * len(s.runs))
-                             for s, r in zip(settings, results)]  # PCA is deterministic: the same in every seed
+            ood_pca[kind] = [Spread.of([ood_pca_error(ctx, s.cfg.dataset, r[0]["pca"]["k"], kind)] * len(s.runs),
+                                       fitted=True) for s, r in zip(settings, results)]  # the same in every seed
         except UserError as exc:
             doc.text(f"({kind} inputs are unavailable here: {exc})")
     if len(kinds) > 1 and ood:

@@ -48,6 +48,7 @@ class Claim:
     noun: str = "error"
     lead: str = ""
     tail: str = ""
+    context: dict[str, Any] = field(default_factory=dict)  # the settings both sides share that tell it from its kin
     p_adjusted: float | None = None
     test: Welch = field(init=False)
 
@@ -128,7 +129,7 @@ class Claim:
                 "mean_a": self.sa.mean, "mean_b": self.sb.mean, "sd_a": self.sa.sd, "sd_b": self.sb.sd,
                 "difference": t.difference, "ci_low": t.ci_low, "ci_high": t.ci_high, "p": t.p,
                 "p_adjusted": self.p_adjusted, "resolved": self.resolved if self.n >= 2 else None,
-                "untested": t.untested, "higher_is_better": self.higher_is_better}
+                "untested": t.untested, "higher_is_better": self.higher_is_better, "context": dict(self.context)}
 
 
 class Later:
@@ -188,8 +189,11 @@ class Ledger:
 
     def compare(self, name_a: str, a: Spread, name_b: str, b: Spread, what: str = "SSE/image",
                 higher_is_better: bool = False, unit: str = "", noun: str = "error", lead: str = "",
-                tail: str = "") -> Claim:
-        claim = Claim(self.part, what, name_a, a, name_b, b, higher_is_better, unit, noun, lead, tail)
+                tail: str = "", context: dict[str, Any] | None = None) -> Claim:
+        """File a comparison; `context`: what both sides share that the names do not say (a noise and its level),
+        so that report.json tells apart claims of the same two names."""
+        claim = Claim(self.part, what, name_a, a, name_b, b, higher_is_better, unit, noun, lead, tail,
+                      dict(context or {}))
         self.claims.append(claim)
         return claim
 

@@ -192,6 +192,10 @@ def test_report_json_carries_every_comparison_and_every_table(full_report):
                                                 ("conv_deconv", "conv_unpool_deconv")}  # every pair, none picked
     sparse = [c for c in claims if c["part"] == "sparse" and c["b"] == "the control"]
     assert len(sparse) == 6  # each λ against the same-width control, on SSE and on the probe
+    denoising = [(c["metric"], c["a"], c["b"], tuple(sorted(c["context"].items()))) for c in claims
+                 if c["part"] == "denoising"]
+    assert denoising and len(set(denoising)) == len(denoising)  # no two alike: each names its noise and level
+    assert all({"noise", "level"} <= set(c[3] and dict(c[3])) for c in denoising)
     markdown = (root.parent / "first-report.md").read_text()
     row = next(t for t in tables if t["section"].startswith("6."))["rows"][0]
     assert f"| {' | '.join(row.values())} |" in markdown  # the same cells as the page shows

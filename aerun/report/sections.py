@@ -50,10 +50,11 @@ def pixels_row(results: Sequence[dict[str, Any]], header: Sequence[str]) -> list
     return ["raw pixels (reference)", *[cells.get(h, "-") for h in header[1:]]]
 
 
-def probe_claim(ctx: Context, a_name: str, a: Spread, b_name: str, b: Spread, pixels: Spread, question: str) -> Claim:
+def probe_claim(ctx: Context, a_name: str, a: Spread, b_name: str, b: Spread, pixels: Spread, question: str,
+                context: dict[str, Any] | None = None) -> Claim:
     """A probe comparison (higher is better), with the raw pixels' accuracy after it for reference."""
     return ctx.ledger.compare(a_name, a, b_name, b, "probe accuracy", True, "%", lead=f"{question} ",
-                              tail=f" Raw pixels give {pct(pixels)}.")
+                              tail=f" Raw pixels give {pct(pixels)}.", context=context)
 
 
 def layers(model: Any) -> str:
@@ -284,7 +285,7 @@ def part_denoising(doc: Document, ctx: Context) -> None:
             rows.append([f"{noise[1]:g}", nothing["sse"], nothing["clipped_sse"], std.text(), same.text(), own.text(),
                          pct(probe(own_clean))])
             notes.append(ctx.ledger.compare("the denoising AE", own, "the standard AE trained as long", same,
-                                            lead=f"level {noise[1]:g}: "))
+                                            lead=f"level {noise[1]:g}: ", context={"noise": kind, "level": noise[1]}))
         doc.table(["noise level", "noisy input SSE", "noisy input clipped to [0, 1]", f"{base_name} SSE",
                    f"{control_name} SSE", f"denoising AE ({trained}) SSE", "denoising AE probe (clean inputs)"], rows)
         if kind == "salt_pepper":
@@ -296,7 +297,8 @@ def part_denoising(doc: Document, ctx: Context) -> None:
         for s, r in zip(settings, clean):
             notes.append(probe_claim(ctx, f"the denoising AE at {s.cfg.noise.level:g}", probe(r),
                                      "the standard AE trained as long", probe(ctx.results(control)), pixels,
-                                     f"Does denoising ({kind}) help the probe on clean digits?"))
+                                     f"Does denoising ({kind}) help the probe on clean digits?",
+                                     {"noise": kind, "level": float(s.cfg.noise.level)}))
         doc.items(notes)
         path = figures(ctx, sweep, baseline=base.first.run_dir)
         add_figures(doc, ctx, path, [
@@ -602,7 +604,8 @@ def part_families(doc: Document, ctx: Context) -> None:
             if new in moves and old in moves:
                 for i, level in enumerate(levels):
                     notes.append(ctx.ledger.compare(new, share(new, i), old, share(old, i), "share of digit-like images",
-                                                    True, "%", lead=f"Code noise {level}: "))
+                                                    True, "%", lead=f"Code noise {level}: ",
+                                                    context={"code_noise": float(level)}))
         bounded = [f.name for f in decodes if f.model.bounded_output]
         if bounded:
             notes.append(f"{', '.join(bounded)} end in a sigmoid: any two images in [0, 1] are at most "

@@ -345,8 +345,11 @@ def group_by_setting(items: Sequence[T], setting: Callable[[T], str], seed: Call
 
 
 def seed_groups(labels: list[str], results: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
-    """The jobs of a sweep by setting, each group labelled by its overrides without the seed."""
-    groups = group_by_setting(list(zip(labels, results)), lambda lr: lr[1].get("setting") or lr[1]["run_dir"],
+    """The jobs of a sweep by setting, each group labelled by its overrides without the seed. Runs of one setting
+    evaluated at different epochs (one extended, one stopped early, a best checkpoint) are separate groups, their
+    labels saying the epoch: a spread holds runs that differ in their seed alone."""
+    groups = group_by_setting(list(zip(labels, results)),
+                              lambda lr: f"{lr[1].get('setting') or lr[1]['run_dir']}@{lr[1].get('epoch')}",
                               lambda lr: lr[1].get("seed") or 0)
     named = []
     for group in groups:
@@ -355,7 +358,9 @@ def seed_groups(labels: list[str], results: list[dict[str, Any]]) -> list[tuple[
         if name in ("", Path(first["run_dir"]).name):  # no override tells it apart: its model's name
             name = first["model"]["name"]
         named.append((name, [result for _, result in group]))
-    return named
+    repeated = {name for name, _ in named if sum(n == name for n, _ in named) > 1}
+    return [(f"{name} (epoch {members[0].get('epoch')})" if name in repeated else name, members)
+            for name, members in named]
 
 
 METRICS = ("sse_per_image", "mse", "psnr_db", "probe_accuracy")

@@ -108,3 +108,19 @@ def test_the_page_renders_in_a_headless_browser(sweep, tmp_path):
     page = Page()
     page.feed(done.stdout)
     assert {"model.hidden=8", "model.hidden=32"} <= set(page.cells)  # the DOM the browser built
+
+
+def test_runs_of_one_setting_at_different_epochs_are_never_averaged(make_cfg, tmp_path):
+    from aerun.evaluate import evaluate
+    from aerun.train import train
+    from conftest import SMOKE
+
+    sweep = tmp_path / "sweep"
+    for seed in (0, 1):
+        train(make_cfg("train", [*SMOKE, "model=shallow", "model.hidden=8", "epochs=1", f"seed={seed}"]), sweep / str(seed))
+    train(make_cfg("train", [*SMOKE, "model=shallow", "model.hidden=8", "epochs=2", "seed=0"]), sweep / "0", resume=True)
+    groups = evaluate(sweep, "unused", "cpu")["groups"]
+    assert sorted((g["label"], g["n"]) for g in groups) == [("shallow (epoch 1)", 1), ("shallow (epoch 2)", 1)]
+    train(make_cfg("train", [*SMOKE, "model=shallow", "model.hidden=8", "epochs=2", "seed=1"]), sweep / "1", resume=True)
+    groups = evaluate(sweep, "unused", "cpu")["groups"]
+    assert [(g["label"], g["n"], g["seeds"]) for g in groups] == [("shallow", 2, [0, 1])]  # now one setting, two seeds

@@ -35,8 +35,8 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from aerun import failures, runlock, search
-from aerun.compose import (CONF_DIR, compose_config, group_options, one_line, parse_overrides, searchpath_overrides,
-                           sweep_combinations)
+from aerun.compose import (CONF_DIR, compose_config, group_options, one_line, parse_overrides, preset_globals,
+                           searchpath_overrides, sweep_combinations)
 from aerun.errors import UserError
 from aerun.failures import EXIT_FAILED
 
@@ -94,9 +94,23 @@ def train_command(cfg: DictConfig) -> dict:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     resume = hydra_cfg.mode == RunMode.MULTIRUN and ckpt.saved(run_dir)  # train() loads and checks it
+    say_preset_globals(cfg, hydra_cfg)
     if search.searching(hydra_cfg):
         return search_trial(cfg, hydra_cfg, run_dir, resume)
     return _train_until_interrupted(cfg, run_dir, resume=resume)
+
+
+def say_preset_globals(cfg: DictConfig, hydra_cfg: DictConfig) -> None:
+    """The run's first line, where a model preset sets training keys too (`epochs`, `optimizer.lr`, a weight):
+    which, and their values, so that choosing a model never changes them without a word."""
+    choice = hydra_cfg.runtime.choices.get("model")
+    if not choice:
+        return
+    path, keys = preset_globals("model", str(choice), list(hydra_cfg.searchpath), list(hydra_cfg.overrides.task))
+    if keys:
+        shown = ", ".join(f"{k}={OmegaConf.select(cfg, k)}" for k in keys)
+        log.info("model=%s also sets %s (%s); give any of them on the command line to change it", choice, shown,
+                 f"conf/model/{path.name}" if path.parent.parent == CONF_DIR else path)
 
 
 def search_trial(cfg: DictConfig, hydra_cfg: DictConfig, run_dir: Path, resume: bool) -> dict:

@@ -10,8 +10,9 @@ import itertools
 import re
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
+import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -134,3 +135,29 @@ def compose_config(config_name: str, overrides: list[str], *, return_hydra_confi
     schema.register()
     with _hydra():
         return compose(config_name=config_name, overrides=overrides, return_hydra_config=return_hydra_config)
+
+
+def preset_globals(group: str, choice: str, searchpath: Sequence[str], given: Sequence[str]) -> tuple[Path, dict]:
+    """What the chosen preset of `group` (`model=sparse`) sets outside its own node, `@package _global_` (epochs,
+    optimizer.lr, a penalty's weight), as dotted keys, but those `given` on the command line: the preset's file and
+    the keys with their values; an empty dict for a preset that keeps to its node. Presets are looked for in conf/,
+    then in the `file://` folders of hydra.searchpath."""
+    folders = [CONF_DIR, *(Path(str(p)[len("file://"):]) for p in searchpath if str(p).startswith("file://"))]
+    path = next((f / group / f"{choice}.yaml" for f in folders if (f / group / f"{choice}.yaml").is_file()), None)
+    if path is None:
+        return Path(group, f"{choice}.yaml"), {}
+    text = path.read_text()
+    if not re.search(r"^#\s*@package\s+_global_\s*$", text, re.M):
+        return path, {}
+    found: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        for key, value in node.items():
+            if isinstance(value, dict):
+                walk(value, f"{prefix}{key}.")
+            else:
+                found[f"{prefix}{key}"] = value
+
+    walk({k: v for k, v in (yaml.safe_load(text) or {}).items() if k not in (group, "defaults")}, "")
+    named = {o.split("=", 1)[0].lstrip("+~") for o in given}
+    return path, {k: v for k, v in found.items() if k not in named}

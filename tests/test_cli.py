@@ -92,3 +92,25 @@ def test_a_reader_that_stops_early_gets_no_error(aerun_exe):
     finally:
         os.close(write_end)
     assert done.returncode == 0 and done.stderr == ""
+
+
+def test_a_model_preset_that_sets_training_keys_says_so_in_the_runs_first_line(tmp_path, monkeypatch):
+    import sys
+
+    from aerun import cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
+    said = {}
+    for name, args in (("preset", []), ("given", ["epochs=1", "optimizer.lr=0.002"])):
+        monkeypatch.setattr(sys, "argv", ["aerun", "model=conv_deconv", "dataset=synthetic", "device=cpu",
+                                          "model.channels=[2,2,2]", *args, f"hydra.run.dir={name}"])
+        try:
+            cli.main()
+        except SystemExit as ended:
+            assert ended.code in (0, None)
+        said[name] = (tmp_path / name / "train.log").read_text().splitlines()
+    # conf/model/conv_deconv.yaml sets epochs: 5 and optimizer.lr: 1.0e-3 besides its model node
+    assert said["preset"][0].endswith("model=conv_deconv also sets epochs=5, optimizer.lr=0.001 "
+                                      "(conf/model/conv_deconv.yaml); give any of them on the command line to change it")
+    assert "also sets" not in "\n".join(said["given"])  # both given: nothing is set behind the user's back

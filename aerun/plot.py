@@ -31,6 +31,10 @@ from aerun.runs import find_runs
 from aerun.runs import EPOCH_LOG, ITER_FIELDS, ITER_LOG, read_csv
 
 FIGURES = "figures"
+# part 5's levels, owned here: the noise of a digit moved in pixel space, and of its code before decoding (the plot
+# command's defaults in conf/plot.yaml are these; a test holds them equal)
+PIXEL_NOISE = (0.3, 0.5, 0.8, 0.9)
+CODE_NOISE = (0.1, 0.5, 0.8, 500.0)
 MANIFOLD_MAX_CODE = 32  # code-space figures for bottlenecks this small or smaller
 
 
@@ -481,7 +485,7 @@ def plot(
     path: Path, data_dir: Path | str, device: str, *, baseline: Path | None = None, ood: str = "none",
     ood_path: str | None = None,
     noise: tuple[str, float] = ("none", 0.0), filters: int = 64,
-    pixel_noise: Sequence[float] = (0.3, 0.5, 0.8, 0.9), code_noise: Sequence[float] = (0.1, 0.5, 0.8, 500),
+    pixel_noise: Sequence[float] = PIXEL_NOISE, code_noise: Sequence[float] = CODE_NOISE,
     seed: int = 0, each_job: bool = True, runs: Sequence[Path] | None = None, which: str = "last",
 ) -> list[Path]:
     """Write figures/*.png for a run, or for every job of a sweep plus comparisons at its root.

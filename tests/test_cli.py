@@ -114,3 +114,14 @@ def test_a_model_preset_that_sets_training_keys_says_so_in_the_runs_first_line(t
     assert said["preset"][0].endswith("model=conv_deconv also sets epochs=5, optimizer.lr=0.001 "
                                       "(conf/model/conv_deconv.yaml); give any of them on the command line to change it")
     assert "also sets" not in "\n".join(said["given"])  # both given: nothing is set behind the user's back
+
+
+def test_the_plot_commands_part_5_levels_are_the_reports():
+    from omegaconf import OmegaConf
+
+    from aerun.compose import CONF_DIR
+    from aerun.plot import CODE_NOISE, PIXEL_NOISE
+
+    plot = OmegaConf.load(CONF_DIR / "plot.yaml")
+    assert (tuple(plot.pixel_noise), tuple(plot.code_noise)) == (PIXEL_NOISE, CODE_NOISE)
+    assert PIXEL_NOISE == (0.3, 0.5, 0.8, 0.9) and CODE_NOISE == (0.1, 0.5, 0.8, 500.0)  # ASSIGNMENT.md part 5

@@ -21,7 +21,7 @@ from aerun.report.measure import (Context, add_figures, code_measures, epoch_spr
                                   history, manifold_moves, noisy_input_errors, ood_errors, ood_pca_error,
                                   side_channel, seconds_per_epoch, split_of, spread, Yardstick)
 from aerun.models import CODE_SPACE, Autoencoder, family
-from aerun.plot import code_noise_figure, load, ood_figure
+from aerun.plot import CODE_NOISE, PIXEL_NOISE, code_noise_figure, load, ood_figure
 from aerun.report.plan import BEYOND, FAMILIES, TWIN, Part, Setting
 from aerun.stats import Spread
 
@@ -341,7 +341,7 @@ def yardstick_text(stick: Yardstick, n: int) -> str:
 
 def part_manifold(doc: Document, ctx: Context) -> None:
     setting = ctx.settings["manifold"][0]
-    pixel_levels, code_levels = [0.3, 0.5, 0.8, 0.9], [0.1, 0.5, 0.8, 500.0]
+    pixel_levels, code_levels = list(PIXEL_NOISE), list(CODE_NOISE)
     doc.text(f"**Questions:** moving a test digit in random directions of the 784-d pixel space (noise "
              f"{listed(pixel_levels)}) — is the result still a digit? With the {layers(setting.cfg.model)} AE, adding "
              f"noise to the {setting.cfg.model.code}-d code ({listed(code_levels)}) and decoding — what comes out?")
@@ -479,7 +479,6 @@ def part_beyond(doc: Document, ctx: Context) -> None:
 # --------------------------------------------------------------------------- families
 
 
-CODE_NOISE = (0.1, 0.5, 0.8, 500.0)  # part 5's levels
 JACOBIAN_MAX_CODE = 256  # ||dh/dx||_F^2 takes a backward pass per code unit: measured for codes up to this size
 
 

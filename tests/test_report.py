@@ -14,6 +14,7 @@ from aerun.errors import UserError
 from aerun.report import ASSIGNMENT, chosen_parts, compare, trend
 from aerun.schema import first_difference
 from aerun.stats import Spread
+from conftest import unavailable
 
 TINY = 'train_overrides=["dataset=synthetic","epochs=1","batch_size=64"]'
 
@@ -295,3 +296,81 @@ def test_a_saved_evaluation_is_reused_only_for_the_same_checkpoint_noise_device_
         result["provenance"][key] = other
         (run / "eval.json").write_text(json.dumps(result))
         assert saved_evaluation(run, "cpu") is None
+
+
+PROBE = """<!doctype html><html><body><iframe id="f" src="{page}" style="width:1200px;height:800px"></iframe>
+<script>
+document.getElementById('f').addEventListener('load', () => {{
+  const images = [...document.getElementById('f').contentDocument.images];
+  const out = document.createElement('pre');
+  out.id = 'images';
+  out.textContent = images.map(i => (i.complete && i.naturalWidth > 0 ? 'loaded ' : 'broken ') + i.getAttribute('src'))
+                          .join('\\n');
+  document.body.appendChild(out);
+}});
+</script></body></html>"""
+
+
+def images_as_a_browser_loads_them(page: Path) -> list[str]:
+    """Each <img> of `page` as a headless chromium loads it: 'loaded SRC' or 'broken SRC'."""
+    import shutil
+
+    browser = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)),
+                   None)
+    if browser is None:
+        unavailable("BROWSER", "no headless chromium here (`make browser` installs it)")
+    probe = page.with_name(f".probe-{page.stem}.html")  # beside the page: the same file:// folder
+    probe.write_text(PROBE.format(page=page.name))
+    try:
+        done = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--allow-file-access-from-files",
+                               "--virtual-time-budget=10000", "--dump-dom", probe.as_uri()],
+                              capture_output=True, text=True, timeout=120)
+    finally:
+        probe.unlink()
+    assert done.returncode == 0, done.stderr
+    found = re.search(r'<pre id="images">(.*?)</pre>', done.stdout, re.S)
+    assert found, "the page did not load in the browser"
+    return [line for line in found.group(1).splitlines() if line]
+
+
+@pytest.mark.browser
+def test_every_image_of_the_report_page_loads_in_a_headless_browser(full_report, tmp_path):
+    _, root, _ = full_report
+    shown = images_as_a_browser_loads_them(root / "index.html")
+    sources = re.findall(r'<img[^>]*\ssrc="([^"]+)"', (root / "index.html").read_text())
+    assert sources and [line.split(" ", 1)[1] for line in shown] == sources  # every image the page has
+    assert all(line.startswith("loaded ") for line in shown), [s for s in shown if not s.startswith("loaded ")]
+    # the probe tells a missing figure apart
+    (tmp_path / "there.png").write_bytes((root / sources[0]).read_bytes())
+    (tmp_path / "page.html").write_text('<img src="there.png"><img src="missing.png">')
+    assert images_as_a_browser_loads_them(tmp_path / "page.html") == ["loaded there.png", "broken missing.png"]
+
+
+@pytest.mark.slow
+def test_a_report_interrupted_and_run_again_ends_as_a_straight_one(full_report, tmp_path):
+    """Ctrl-C in the middle of the report's jobs, then the same command: the finished jobs are reused, the rest
+    trained, and every number of report.json is the straight report's."""
+    import signal
+    import time
+
+    exe, _, _ = full_report
+    root = tmp_path / "report"
+    started = subprocess.Popen([exe, "report", f"dir={root}", TINY, "ood=[noise]", "device=cpu"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 600
+    while not list(root.glob("runs/*/*/checkpoints/last.pt")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)  # into the jobs: some finished, one in training
+    started.send_signal(signal.SIGINT)
+    out, err = started.communicate(timeout=300)
+    assert started.returncode == 130, err
+    assert not (root / "report.json").exists()  # nothing half-written in its place
+    done = report(exe, root)
+    assert done.returncode == 0, done.stderr
+    assert "reused (complete)" in done.stdout
+    straight = json.loads((full_report[1].parent / "first-report.json").read_text())["claims"]
+    again = json.loads((root / "report.json").read_text())["claims"]
+
+    def numbers(claims):
+        return [(c["part"], c["metric"], c["a"], c["b"], c["mean_a"], c["mean_b"], c["p"]) for c in claims]
+    assert numbers(again) == numbers(straight)

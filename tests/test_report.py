@@ -374,3 +374,38 @@ def test_a_report_interrupted_and_run_again_ends_as_a_straight_one(full_report, 
     def numbers(claims):
         return [(c["part"], c["metric"], c["a"], c["b"], c["mean_a"], c["mean_b"], c["p"]) for c in claims]
     assert numbers(again) == numbers(straight)
+
+
+REPORT_JSON = {"seconds": "float", "training_seconds": "float", "seeds": "int", "evaluations": "dict",
+               "left_out": "dict", "jobs": "dict", "claims": "list", "tables": "list"}
+CLAIM = {"part": {"str"}, "metric": {"str"}, "a": {"str"}, "b": {"str"}, "n": {"int"}, "mean_a": {"float"},
+         "mean_b": {"float"}, "sd_a": {"float", "NoneType"}, "sd_b": {"float", "NoneType"}, "difference": {"float"},
+         "ci_low": {"float", "NoneType"}, "ci_high": {"float", "NoneType"}, "p": {"float", "NoneType"},
+         "p_adjusted": {"float", "NoneType"}, "resolved": {"bool", "NoneType"}, "untested": {"str", "NoneType"},
+         "higher_is_better": {"bool"}, "context": {"dict"}}
+# what each part of the assignment compares (the metrics of its claims), with the default parts and one seed
+COMPARED = {"pca_vs_ae": {"SSE/image", "probe accuracy"}, "standard": {"SSE/image", "SSE/image on noise inputs",
+                                                                    "probe accuracy"},
+            "sparse": {"SSE/image", "probe accuracy"}, "denoising": {"SSE/image", "probe accuracy"},
+            "manifold": {"probe accuracy"}, "conv": {"SSE/image", "probe accuracy", "test SSE after one epoch"}}
+
+
+def test_report_json_has_the_pinned_structure(full_report):
+    """report.json's fields and types, each claim's fields, and which metrics each part compares (values masked):
+    a field renamed, dropped or retyped, or a part that stops comparing something, fails here."""
+    _, root, _ = full_report
+    saved = json.loads((root.parent / "first-report.json").read_text())
+    assert {k: type(v).__name__ for k, v in saved.items()} == REPORT_JSON
+    assert set(saved["evaluations"]) == {"made", "reused"} and all(isinstance(v, int) for v in saved["evaluations"].values())
+    assert all(isinstance(settings, list) and all(isinstance(runs, list) and all(isinstance(r, str) for r in runs)
+                                                   for runs in settings) for settings in saved["jobs"].values())
+    # each sweep's settings, each a list of its seeds' run folders
+    for claim in saved["claims"]:
+        assert set(claim) == set(CLAIM) and all(type(claim[k]).__name__ in CLAIM[k] for k in CLAIM), claim
+    compared: dict[str, set[str]] = {}
+    for claim in saved["claims"]:
+        compared.setdefault(claim["part"], set()).add(claim["metric"])
+    assert compared == COMPARED
+    for table in saved["tables"]:
+        assert set(table) == {"section", "rows"} and isinstance(table["section"], str)
+        assert all(isinstance(row, dict) and all(isinstance(v, str) for v in row.values()) for row in table["rows"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 
 import numpy as np
@@ -199,7 +200,7 @@ def test_eval_groups_jobs_that_differ_only_in_seed(make_cfg, tmp_path):
         ("model.hidden=8", 3, [0, 1, 2]), ("model.hidden=16", 3, [0, 1, 2])]
     jobs = [j["model"]["sse_per_image"] for j in result["jobs"][:3]]
     assert groups[0]["model"]["sse_per_image"]["mean"] == pytest.approx(sum(jobs) / 3)
-    assert groups[0]["model"]["sse_per_image"]["sd"] == pytest.approx(Spread.of(jobs).sd)
+    assert groups[0]["model"]["sse_per_image"]["sd"] == pytest.approx(statistics.stdev(jobs))  # sample sd, n - 1
     assert len(set(jobs)) == 3  # the seeds really differ
     assert groups[0]["pca"]["sse_per_image"]["sd"] == 0  # PCA does not depend on the seed
     assert [j["model"]["probe_accuracy"] for j in result["jobs"]] == [

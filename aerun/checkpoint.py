@@ -11,11 +11,15 @@ latest checkpoint is damaged resumes from the one before (`latest_intact`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import os
+import signal
+import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from omegaconf import OmegaConf
@@ -139,8 +143,34 @@ def save(checkpoint: dict[str, Any], path: Path, keep_previous: bool = True) -> 
     `path` is a whole checkpoint."""
     path = Path(path)
     checkpoint[DIGEST] = content_digest(checkpoint)
-    with atomic.replacing(path, "wb", keep=path.with_name(PREVIOUS.name) if keep_previous else None) as f:
+    with interrupts_held(), atomic.replacing(path, "wb", keep=path.with_name(PREVIOUS.name) if keep_previous
+                                             else None) as f:
         torch.save(checkpoint, f)
+
+
+@contextlib.contextmanager
+def interrupts_held() -> Iterator[None]:
+    """Ctrl-C and SIGTERM held back while a checkpoint is written, and acted on as soon as it is: an interrupt
+    inside torch.save left its zip writer half-done, whose error then replaced the interrupt (an "unexpected
+    error" instead of the resume hint). The file was never at risk (aerun.atomic); the message was. Python runs
+    signal handlers in the main thread whichever thread the signal reached, so the handlers are swapped there."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[tuple[int, Any]] = []
+    previous = {signum: signal.signal(signum, lambda n, frame: caught.append((n, frame)))
+                for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum, frame in caught[:1]:  # as it would have been, now that the file is whole
+            handler = previous[signum]
+            if callable(handler):
+                handler(signum, frame)
+            elif handler != signal.SIG_IGN:
+                os.kill(os.getpid(), signum)
 
 
 _UNCHECKED: set[Path] = set()

@@ -215,20 +215,7 @@ def train_epoch(
                 graphed(inputs, x, record[i])
                 bar.update()
                 continue
-            with mixed.autocast(precision, device):
-                reconstruction, terms = loss_terms(model, inputs, x, objective, generator)
-            optimizer.zero_grad(set_to_none=True)
-            loss = sum(terms.values(), reconstruction)
-            if scaler is None:
-                loss.backward()
-                eager.step(optimizer)
-            else:  # float16: the loss scaled up for the backward pass, the step skipped where a gradient overflowed
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-            record[i, 0] = reconstruction.detach()
-            for j, term in enumerate(terms.values(), start=1):
-                record[i, j] = term.detach()
+            eager_step(model, optimizer, objective, inputs, x, generator, precision, device, scaler, record[i])
             bar.update()
             if i % 25 == 0:  # a host sync now and then, not every step
                 loss = record[i, 0].item()
@@ -236,6 +223,26 @@ def train_epoch(
                 if not math.isfinite(loss):
                     return record[: i + 1].cpu()
     return record.cpu()
+
+
+def eager_step(model: Autoencoder, optimizer: torch.optim.Optimizer, objective: Objective, inputs: torch.Tensor,
+               targets: torch.Tensor, generator: torch.Generator, precision: str, device: torch.device,
+               scaler: torch.amp.GradScaler | None, row: torch.Tensor) -> None:
+    """One optimiser step on a batch, its loss terms written into `row` (reconstruction, then each regulariser)."""
+    with mixed.autocast(precision, device):
+        reconstruction, terms = loss_terms(model, inputs, targets, objective, generator)
+    optimizer.zero_grad(set_to_none=True)
+    loss = sum(terms.values(), reconstruction)
+    if scaler is None:
+        loss.backward()
+        eager.step(optimizer)
+    else:  # float16: the loss scaled up for the backward pass, the step skipped where a gradient overflowed
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    row[0] = reconstruction.detach()
+    for j, term in enumerate(terms.values(), start=1):
+        row[j] = term.detach()
 
 
 def mean_mse(model: Autoencoder, images: torch.Tensor) -> float:
@@ -558,20 +565,8 @@ def epochs(fit: Fit, state: dict[str, Any] | None, source: Path | None,
     """Train from the state's epoch (or the start) up to `epochs`: an epoch's rows and checkpoint together."""
     cfg, model, device, run_dir = fit.cfg, fit.model, fit.device, fit.run_dir
     done = state["epoch"] if state else 0
-    if not state:
-        if type(model).start_from_data is not Autoencoder.start_from_data:  # e.g. the conv AEs' output bias
-            model.start_from_data(first_images(fit.train_set, device))
-    optimizer = eager.build(instantiate(cfg.optimizer), model.parameters())
-    scaler = mixed.scaler(cfg.precision, device)
-    step, test_loss = 0, float("nan")
-    if state:
-        optimizer.load_state_dict(state["optimizer"])
-        if scaler is not None and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        step = state["step"]
-        log.info("resuming from epoch %d (step %d)", done, step)
-    graphed = cfg.cuda_graphs and graphs.usable(model, optimizer, device, scaler)
-    graphs.set_capturable(optimizer, graphed)
+    optimizer, scaler, step, graphed = optimiser(fit, state)
+    test_loss = float("nan")
     monitor, patience = cfg.checkpoint.monitor, cfg.early_stop.patience
     best = dict(state["best"]) if state and state.get("best") else None
     showcase_images = fit.showcase()
@@ -635,6 +630,27 @@ def epochs(fit: Fit, state: dict[str, Any] | None, source: Path | None,
     if stop:
         result["stopped_early"] = epoch
     return result
+
+
+def optimiser(fit: Fit, state: dict[str, Any] | None
+              ) -> tuple[torch.optim.Optimizer, torch.amp.GradScaler | None, int, bool]:
+    """The optimiser (and a float16 run's loss scaler) as new, or as the checkpoint left them; the step it is at;
+    whether its steps replay a CUDA graph."""
+    cfg, model, device = fit.cfg, fit.model, fit.device
+    if not state and type(model).start_from_data is not Autoencoder.start_from_data:  # e.g. the conv AEs' output bias
+        model.start_from_data(first_images(fit.train_set, device))
+    optimizer = eager.build(instantiate(cfg.optimizer), model.parameters())
+    scaler = mixed.scaler(cfg.precision, device)
+    step = 0
+    if state:
+        optimizer.load_state_dict(state["optimizer"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        step = state["step"]
+        log.info("resuming from epoch %d (step %d)", state["epoch"], step)
+    graphed = bool(cfg.cuda_graphs and graphs.usable(model, optimizer, device, scaler))
+    graphs.set_capturable(optimizer, graphed)
+    return optimizer, scaler, step, graphed
 
 
 def check_finite_record(record: torch.Tensor, epoch: int, step: int, done: int, source: Path | None,

@@ -304,3 +304,31 @@ def test_a_first_epoch_gone_non_finite_says_no_epoch_was_finished(make_cfg, tmp_
     with pytest.raises(aerun.train.UserError, match=r"non-finite at epoch 1, step 1; no epoch was finished"):
         train(make_cfg("train", [*SMOKE, "model=shallow", "model.hidden=16"]), tmp_path / "run")
     assert not (tmp_path / "run" / ckpt.CHECKPOINT).exists()
+
+
+def test_an_interrupt_during_a_checkpoint_save_comes_after_it_whole(tmp_path, monkeypatch):
+    """Ctrl-C while torch.save writes: delivered once the checkpoint is whole, as a KeyboardInterrupt (the resume
+    hint), never as the half-written zip writer's RuntimeError that masked it."""
+    import os
+    import signal
+
+    import torch
+
+    from aerun import checkpoint as ckpt
+
+    real = torch.save
+
+    def interrupted_save(obj, f):
+        os.kill(os.getpid(), signal.SIGINT)  # arrives while the checkpoint is being written
+        for _ in range(1000):  # bytecode boundaries at which Python would deliver it, were it not held
+            pass
+        return real(obj, f)
+
+    monkeypatch.setattr(torch, "save", interrupted_save)
+    path = tmp_path / "checkpoints" / "last.pt"
+    path.parent.mkdir()
+    state = {"epoch": 3, "weights": torch.randn(64, 64)}
+    with pytest.raises(KeyboardInterrupt):
+        ckpt.save(state, path)
+    saved = torch.load(path, weights_only=True)
+    assert saved["epoch"] == 3 and ckpt.content_digest(saved) == saved[ckpt.DIGEST]  # whole, its checksum right

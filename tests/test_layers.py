@@ -78,3 +78,13 @@ def test_aerun_imports_form_no_cycle():
     edges = graph()
     assert len(edges) > 20 and "aerun.train" in edges["aerun.report"]  # the graph is read, not empty
     assert cycles(edges) == []
+
+
+def test_no_function_of_aerun_is_over_70_lines():
+    """A function that tells two stories is split where the second begins (docs/development.md)."""
+    long = []
+    for name, path in modules().items():
+        for item in ast.walk(ast.parse(path.read_text())):
+            if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) and item.end_lineno - item.lineno + 1 > 70:
+                long.append(f"{name}.{item.name}: {item.end_lineno - item.lineno + 1} lines")
+    assert len(modules()) > 30 and long == []

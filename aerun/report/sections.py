@@ -546,6 +546,14 @@ def part_families(doc: Document, ctx: Context) -> None:
                 for f in rows}
     scale = {name: Spread.of(m[0]) for name, m in measured.items()}
     jacobian = {name: Spread.of(m[1]) if m[1] else None for name, m in measured.items()}
+    pairs = families_compared(doc, ctx, rows, results, scale, jacobian)
+    moves = families_code_noise(doc, ctx, rows, pairs, scale)
+    families_figures(doc, ctx, rows, moves)
+
+
+def families_compared(doc: Document, ctx: Context, rows: list[Any], results: dict[str, Any],
+                      scale: dict[str, Spread], jacobian: dict[str, Spread | None]) -> list[tuple[str, str]]:
+    """The families' table, and each family against its twin (and its reference model): the pairs compared."""
     doc.text("Each family is compared with its twin, `experiment=<preset>_twin`: the same layers, output and "
              "optimiser without the family's own part (conf/experiment/ says what each twin lacks), so that a "
              "difference between the two is that part; and, for reference, with the assignment's model of the "
@@ -576,6 +584,12 @@ def part_families(doc: Document, ctx: Context) -> None:
     notes += [note for f in rows if (note := measures_note(f, results[f.name]))]
     doc.items(notes)
 
+    return pairs
+
+
+def families_code_noise(doc: Document, ctx: Context, rows: list[Any], pairs: list[tuple[str, str]],
+                        scale: dict[str, Spread]) -> dict[str, Any]:
+    """Part 5's code noise for every family that decodes codes, each against its twin: the moves measured."""
     # part 5's levels, then noise as large as the code's own scale (the last level), in one pass per model
     decodes = [f for f in rows if CODE_SPACE in f.model.figures]
     moves = {f.name: manifold_moves(ctx, f.setting, [], [*CODE_NOISE, scale[f.name].mean]) for f in decodes}
@@ -604,7 +618,7 @@ def part_families(doc: Document, ctx: Context) -> None:
                 for i, level in enumerate(levels):
                     notes.append(ctx.ledger.compare(new, share(new, i), old, share(old, i), "share of digit-like images",
                                                     True, "%", lead=f"Code noise {level}: ",
-                                                    context={"code_noise": float(level)}))
+                                                    context={"code_noise": level}))
         bounded = [f.name for f in decodes if f.model.bounded_output]
         if bounded:
             notes.append(f"{', '.join(bounded)} end in a sigmoid: any two images in [0, 1] are at most "
@@ -612,6 +626,11 @@ def part_families(doc: Document, ctx: Context) -> None:
                          "output without a bound has none.")
         doc.items(notes)
 
+    return moves
+
+
+def families_figures(doc: Document, ctx: Context, rows: list[Any], moves: dict[str, Any]) -> None:
+    """Each family's code-noise figure beside its twin, the showcase reconstructions, and its own figures."""
     path = figures(ctx, "families")
     dataset = rows[0].setting.cfg.dataset
     by_name = {f.name: f for f in rows}

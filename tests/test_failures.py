@@ -325,10 +325,14 @@ def test_an_interrupt_during_a_checkpoint_save_comes_after_it_whole(tmp_path, mo
         return real(obj, f)
 
     monkeypatch.setattr(torch, "save", interrupted_save)
+    kept = signal.signal(signal.SIGINT, signal.default_int_handler)  # Python's own, even where SIGINT came ignored
     path = tmp_path / "checkpoints" / "last.pt"
     path.parent.mkdir()
     state = {"epoch": 3, "weights": torch.randn(64, 64)}
-    with pytest.raises(KeyboardInterrupt):
-        ckpt.save(state, path)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            ckpt.save(state, path)
+    finally:
+        signal.signal(signal.SIGINT, kept)
     saved = torch.load(path, weights_only=True)
     assert saved["epoch"] == 3 and ckpt.content_digest(saved) == saved[ckpt.DIGEST]  # whole, its checksum right

@@ -348,8 +348,8 @@ def test_every_image_of_the_report_page_loads_in_a_headless_browser(full_report,
 
 @pytest.mark.slow
 def test_a_report_interrupted_and_run_again_ends_as_a_straight_one(full_report, tmp_path):
-    """Ctrl-C in the middle of the report's jobs, then the same command: the finished jobs are reused, the rest
-    trained, and every number of report.json is the straight report's."""
+    """Stopped in the middle of the report's jobs (SIGTERM, which aerun takes as Ctrl-C), then the same command:
+    the finished jobs are reused, the rest trained, and every number of report.json is the straight report's."""
     import signal
     import time
 
@@ -361,7 +361,7 @@ def test_a_report_interrupted_and_run_again_ends_as_a_straight_one(full_report, 
     while not list(root.glob("runs/*/*/checkpoints/last.pt")) and time.monotonic() < deadline:
         time.sleep(0.2)
     time.sleep(1.0)  # into the jobs: some finished, one in training
-    started.send_signal(signal.SIGINT)
+    started.send_signal(signal.SIGTERM)  # as Ctrl-C (a SIGINT is ignored where the tests run in the background)
     out, err = started.communicate(timeout=300)
     assert started.returncode == 130, err
     assert not (root / "report.json").exists()  # nothing half-written in its place

@@ -250,6 +250,11 @@ def test_the_families_section_sets_each_family_beside_its_twin(aerun_exe, tmp_pa
     vq = next(j for j in sweep["jobs"] if j["model"]["name"] == "vqvae")["model"]["vq"]
     assert f"used codes {vq['used_codes']}" in section
     assert "| 500 |" in section and "Code noise 500: In this run" in section
+    # the assignment's model of a family's code size is set beside it in a table, never tested against it
+    assert "| family | SSE/image | the assignment's model of its code size | its SSE/image |" in section
+    assert "for reference:" not in section
+    claims = json.loads((root / "report.json").read_text())["claims"]
+    assert not [c for c in claims if c["part"] == "families" and "(part " in c["b"]]
     twin = json.loads((root / "runs" / "vae_twin" / "eval.json").read_text())
     assert twin["jobs"][0]["model"]["code_dim"] == vae["model"]["code_dim"] == 30
     assert "vq" not in json.loads((root / "runs" / "vqvae_twin" / "eval.json").read_text())["jobs"][0]["model"]

@@ -194,15 +194,14 @@ class Trackers:
     @classmethod
     def open(cls, spec: Any, run_dir: Path, config: Mapping[str, Any]) -> "Trackers":
         """Start every tracker `spec` selects, each in the tracker run this folder had (trackers.json), and record
-        their ids; a tracker that cannot start is a UserError (before training starts)."""
+        their ids; a tracker that cannot start is a UserError (before training starts). `check` has run before, in
+        the training config's validation (aerun.validate): not again here."""
         run = describe(run_dir, config)
         record = read_record(run_dir)
         started: dict[str, Tracker] = {}
         try:
             for name, options in selected(spec).items():
-                kind = tracker_class(name)
-                kind.check(name, options)
-                tracker = kind(name, options)
+                tracker = tracker_class(name)(name, options)
                 known = record.get(name, {}).get("id")
                 try:
                     run_id = tracker.start(run, known)

@@ -42,6 +42,18 @@ MAHALANOBIS_RIDGE = 1e-6  # times the mean code variance, added to the covarianc
 # --------------------------------------------------------------------------- how well a score separates two sets
 
 
+def ranked(inside: np.ndarray, outside: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Flagging everything at or above each distinct score, highest first: how many inside and how many outside
+    images are flagged (cumulative counts, one per threshold)."""
+    scores = np.concatenate([inside, outside])
+    positive = np.concatenate([np.zeros(len(inside)), np.ones(len(outside))])
+    order = np.argsort(-scores, kind="stable")
+    scores, positive = scores[order], positive[order]
+    last = np.r_[np.flatnonzero(np.diff(scores)), len(scores) - 1]  # the last index of each run of equal scores
+    flagged_out = np.cumsum(positive)[last]
+    return last + 1 - flagged_out, flagged_out
+
+
 def auroc(inside: np.ndarray, outside: np.ndarray) -> float:
     """P(an outside score > an inside one) + P(equal) / 2: the Mann-Whitney statistic over n_in * n_out."""
     ranks = rankdata(np.concatenate([inside, outside]))  # ties get their mean rank
@@ -52,13 +64,8 @@ def auroc(inside: np.ndarray, outside: np.ndarray) -> float:
 def aupr(inside: np.ndarray, outside: np.ndarray) -> float:
     """Average precision with the outside images as positives: the sum over distinct thresholds, highest first, of
     the recall gained times the precision there (no interpolation)."""
-    scores = np.concatenate([inside, outside])
-    positive = np.concatenate([np.zeros(len(inside)), np.ones(len(outside))])
-    order = np.argsort(-scores, kind="stable")
-    scores, positive = scores[order], positive[order]
-    last = np.r_[np.flatnonzero(np.diff(scores)), len(scores) - 1]  # the last index of each run of equal scores
-    found = np.cumsum(positive)[last]
-    precision, recall = found / (last + 1), found / len(outside)
+    flagged_in, flagged_out = ranked(inside, outside)
+    precision, recall = flagged_out / (flagged_in + flagged_out), flagged_out / len(outside)
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
@@ -199,12 +206,8 @@ def write_scores(path: Path, arrays: Mapping[str, np.ndarray]) -> Path:
 
 def roc(inside: np.ndarray, outside: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(FPR, TPR) at every distinct threshold, from flagging nothing to flagging everything."""
-    thresholds = np.unique(np.concatenate([inside, outside]))[::-1]
-    fpr = (inside[None, :] >= thresholds[:, None]).mean(1) if len(thresholds) < 20000 else np.array(
-        [np.mean(inside >= t) for t in thresholds])
-    tpr = (outside[None, :] >= thresholds[:, None]).mean(1) if len(thresholds) < 20000 else np.array(
-        [np.mean(outside >= t) for t in thresholds])
-    return np.r_[0.0, fpr], np.r_[0.0, tpr]
+    flagged_in, flagged_out = ranked(inside, outside)
+    return np.r_[0.0, flagged_in / len(inside)], np.r_[0.0, flagged_out / len(outside)]
 
 
 def figure(arrays: Mapping[str, np.ndarray], summary: Mapping[str, Mapping[str, float]], out: Path, title: str,

@@ -18,10 +18,10 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from aerun import atomic, loggers, ood
+from aerun.ood import check_kind
 from aerun import checkpoint as ckpt
 from aerun.data import Split, floats, label_names, load_split
 from aerun.data import showcase as pick_showcase
-from aerun.errors import UserError
 from aerun.evaluate import (check_shape, fitted_pca, group_by_setting, is_sweep, job_labels, noisy_test_inputs,
                             setting_digest, without_seed)
 from aerun.perimage import encode, reconstruct
@@ -450,15 +450,11 @@ def code_noise_figure(models: Sequence[Loaded], test, showcase: list[int], level
     return image_grid(rows, out, "Noise added to each model's code of one digit, then decoded")
 
 
-def ood_kinds() -> list[str]:
-    return ood.kinds()
-
-
 def ood_inputs(kind: str, data_dir: Path | str, device: str, seed: int, shape: Sequence[int],
                n: int = 10, path: str | None = None) -> tuple[str, torch.Tensor]:
     """Ten inputs unlike the training data, as floats: uniform noise of the models' shape (continuous), or another
     data set's first test images made the models' shape (aerun.ood.other_images)."""
-    ood.check_kind(kind)
+    check_kind(kind)
     if kind == "noise":
         return "uniform random images", torch.rand((n, *shape), generator=generator(seed, "cpu")).to(device)
     name, pixels = ood.other_images(kind, data_dir, device, seed, shape, n=n, path=path)
@@ -503,8 +499,7 @@ def plot(
     base = None
     if baseline is not None:
         base = load(find_runs(Path(baseline), "baseline")[0], None, device, prefix="baseline: ")
-    if ood not in ood_kinds():
-        raise UserError(f"ood={ood!r} is not allowed; allowed: {', '.join(ood_kinds())}")
+    check_kind(ood)
     dataset = models[0].checkpoint["config"]["dataset"]
     test = load_split(dataset, "test", data_dir, device)
     for m in loaded:

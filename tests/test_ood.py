@@ -39,6 +39,9 @@ def test_auroc_aupr_and_fpr95_agree_with_scikit_learn_ties_included(inside, outs
     assert ours["auroc"] == pytest.approx(theirs["auroc"], abs=1e-12)
     assert ours["aupr"] == pytest.approx(theirs["aupr"], abs=1e-12)
     assert ours["fpr95"] == pytest.approx(theirs["fpr95"], abs=1e-12)
+    truth = np.r_[np.zeros(len(inside)), np.ones(len(outside))]
+    fpr, tpr, _ = roc_curve(truth, np.r_[inside, outside], drop_intermediate=False)
+    assert np.allclose(ood.roc(inside, outside), (fpr, tpr))  # the figure's curve is scikit-learn's
 
 
 def test_the_mahalanobis_distance_is_the_textbook_one():

@@ -19,7 +19,8 @@ import os
 import signal
 import threading
 from pathlib import Path
-from typing import Any, Iterator
+from dataclasses import dataclass
+from typing import Any, Iterator, Mapping
 
 import torch
 from omegaconf import OmegaConf
@@ -28,7 +29,7 @@ from omegaconf.errors import OmegaConfBaseException
 from aerun import atomic, schema
 from aerun.data.base import IMAGE_SHAPE
 from aerun.errors import EnvironmentFailure, UserError
-from aerun.models import Autoencoder, build
+from aerun.models import Autoencoder, build, family
 from aerun.runs import BEST, CHECKPOINT, PREVIOUS, checkpoint_path
 
 FORMAT = 1
@@ -95,6 +96,43 @@ def finished(checkpoint: dict[str, Any], epochs: int, fitted: bool) -> bool:
     """Whether a run's checkpoint is the whole run its config asks for: a fitted model once it exists; a trained
     one at exactly `epochs`, or stopped early by early_stop.patience."""
     return fitted or int(checkpoint["epoch"]) == int(epochs) or bool(checkpoint.get("stopped_early"))
+
+
+@dataclass(frozen=True)
+class RunState:
+    """What a run's folder holds against the config that asks for it (`run_state`)."""
+
+    action: str                 # "new" (no intact checkpoint), "resume" or "complete"
+    epochs: int | None = None   # the epochs its newest intact checkpoint holds
+    checkpoint: dict[str, Any] | None = None
+    source: Path | None = None  # that checkpoint's file (last.pt, or previous.pt where last.pt is damaged)
+
+
+def run_state(run_dir: Path, wanted: Mapping[str, Any], asker: str, elsewhere: str) -> RunState:
+    """The one rule for a folder that may already hold a run (train's resume, a continued sweep, the report):
+    new without an intact checkpoint; refused when its config differs from `wanted` (a plain config) in any key
+    but the reusable changes, or when it is trained past `wanted`'s epochs (a run is not cut short, and a
+    spread must not mix run lengths); complete when `finished`, else resumed. `asker` names whose config it
+    is ("this report's"), `elsewhere` the way out ("write the report elsewhere with dir=...")."""
+    found = latest_intact(Path(run_dir))
+    if found is None:
+        return RunState("new")
+    state, source = found
+    key = schema.changed_key(state["config"], wanted)
+    if key == "precision":
+        old, new = state["config"]["precision"], wanted["precision"]
+        raise UserError(f"{run_dir} was trained at precision={old}; it resumes at that precision only (not {new}): "
+                        f"train a new run for precision={new}, or {elsewhere}")
+    if key is not None:
+        raise UserError(f"{run_dir} holds a run whose {key} differs from {asker}; only epochs (and device, "
+                        f"logger, paths) may change for a run to go on: restore {key}, delete that folder, or "
+                        f"{elsewhere}")
+    done, epochs = int(state["epoch"]), int(wanted["epochs"])
+    fitted = family(wanted["model"]["builder"]).fitted
+    if done > epochs and not fitted:
+        raise UserError(f"{run_dir} is trained to epoch {done}, more than epochs={epochs}: a run is not cut short, "
+                        f"and a spread must not mix run lengths; give epochs={done} or more, or {elsewhere}")
+    return RunState("complete" if finished(state, epochs, fitted) else "resume", done, state, source)
 
 
 def on_cpu(value: Any) -> Any:

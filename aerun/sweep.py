@@ -136,8 +136,6 @@ def plan(sweep_dir: Path, combos: Sequence[Sequence[str]], configs: Sequence[Any
     from aerun import atomic
     from aerun import checkpoint as ckpt
     from aerun.errors import UserError
-    from aerun.models import family
-    from aerun.schema import changed_key
 
     sweep_dir = Path(sweep_dir)
     old = existing_jobs(sweep_dir)
@@ -163,28 +161,17 @@ def plan(sweep_dir: Path, combos: Sequence[Sequence[str]], configs: Sequence[Any
             known[ident] = folder
             result.new += 1
         else:
-            found = ckpt.latest_intact(sweep_dir / folder)
-            if found is None:
+            wanted = cfg.copy()
+            with open_dict(wanted):
+                wanted.pop("hydra", None)
+            state = ckpt.run_state(sweep_dir / folder, OmegaConf.to_container(wanted, resolve=True),
+                                   "what this command composes", "start another hydra.sweep.dir")
+            if state.action == "new":
                 result.restart += 1
+            elif state.action == "complete":
+                result.complete += 1
             else:
-                wanted = cfg.copy()
-                with open_dict(wanted):
-                    wanted.pop("hydra", None)
-                wanted = OmegaConf.to_container(wanted, resolve=True)
-                key = changed_key(found[0]["config"], wanted)
-                if key is not None:
-                    raise UserError(f"{sweep_dir / folder} holds a run whose {key} differs from what this command "
-                                    "composes; only epochs (and device, logger, paths) may change when a sweep "
-                                    "continues: restore it, or start another hydra.sweep.dir")
-                done = int(found[0]["epoch"])
-                fitted = family(wanted["model"]["builder"]).fitted
-                if done > wanted["epochs"] and not fitted:
-                    raise UserError(f"{sweep_dir / folder} is trained to epoch {done}, more than epochs="
-                                    f"{wanted['epochs']}; a sweep is not cut short: give epochs={done} or more")
-                if ckpt.finished(found[0], wanted["epochs"], fitted):
-                    result.complete += 1
-                else:
-                    result.resume += 1
+                result.resume += 1
         result.folders[folder] = list(job_key(job))
     jobs = dict(sorted({**old, **result.folders}.items(), key=lambda kv: _order(kv[0])))
     atomic.write_text(sweep_dir / MANIFEST, "# each job's folder by its overrides: aerun -m continues it\n"

@@ -224,7 +224,7 @@ def test_a_spread_never_mixes_run_lengths(full_report, tmp_path):
     two = 'train_overrides=["dataset=synthetic","epochs=2","batch_size=64"]'
     assert report(exe, mixed, "parts=[manifold]", overrides=two).returncode == 0
     done = report(exe, mixed, "parts=[manifold]", "seeds=2")  # epochs=1 now, beside a 2-epoch seed 0
-    assert done.returncode == 2 and "trained to epoch 2, longer than this report's epochs=1" in done.stderr
+    assert done.returncode == 2 and "is trained to epoch 2, more than epochs=1: a run is not cut short, and a spread must not mix run lengths" in done.stderr
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
 
 

@@ -158,3 +158,28 @@ def test_a_training_process_does_not_import_the_compiler(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "compiler imported: False" in done.stdout
     assert (tmp_path / "run" / "checkpoints" / "last.pt").is_file()
+
+
+def test_one_rule_decides_a_folder_against_the_config_that_asks_for_it(make_cfg, tmp_path):
+    """checkpoint.run_state: new, resume, complete, or one line for another config or a longer run."""
+    from omegaconf import OmegaConf
+
+    def state(*overrides):
+        wanted = OmegaConf.to_container(make_cfg("train", [*SMOKE, "model=shallow", "model.hidden=8", *overrides]),
+                                        resolve=True)
+        return ckpt.run_state(tmp_path, wanted, "this test's", "choose another folder")
+
+    assert state().action == "new" and state().epochs is None
+    train(make_cfg("train", [*SMOKE, "model=shallow", "model.hidden=8"]), tmp_path)  # 2 epochs
+    assert (state().action, state().epochs) == ("complete", 2)
+    assert (state("epochs=3").action, state("epochs=3").epochs) == ("resume", 2)
+    assert state("epochs=3", "device=auto").action == "resume"  # a reusable change
+    with pytest.raises(UserError, match=r"holds a run whose optimizer.lr differs from this test's; .*choose another "
+                                        r"folder$"):
+        state("optimizer.lr=0.01")
+    with pytest.raises(UserError, match="is trained to epoch 2, more than epochs=1: a run is not cut short"):
+        state("epochs=1")
+    with pytest.raises(UserError, match=r"trained at precision=32; it resumes at that precision only \(not bf16-mixed\)"):
+        state("precision=bf16-mixed")
+    with pytest.raises(UserError, match="is trained to epoch 2, more than epochs=1"):  # train's resume: the same rule
+        train(make_cfg("train", [*SMOKE, "model=shallow", "model.hidden=8", "epochs=1"]), tmp_path, resume=True)

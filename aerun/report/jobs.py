@@ -28,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from aerun import atomic
 from aerun import checkpoint as ckpt
 from aerun.models import build, builder_args, family
-from aerun.report.plan import Job, Part, Setting, is_complete, trained_epochs
+from aerun.report.plan import Job, Part, Setting, job_state
 from aerun.train import train
 
 JOB_CONFIG = Path(".hydra") / "config.yaml"
@@ -82,8 +82,8 @@ def train_all(settings: dict[str, list[Setting]], parts: Sequence[Part], device:
         for sweep in part.sweeps:
             for job in (job for setting in settings[sweep.name] for job in setting.jobs):
                 done += 1
-                have = trained_epochs(job)
-                complete = is_complete(job, have)
+                found = job_state(job)
+                have, complete = found.epochs, found.action == "complete"
                 verb = "fitting" if family(job.cfg.model.builder).fitted else f"training {job.cfg.epochs} epochs"
                 state = "reused (complete)" if complete else (
                     f"resuming at epoch {have}" if have else verb)
@@ -144,7 +144,7 @@ def launch(jobs: Sequence[Job], root: Path) -> None:
         lines = list(getattr(exc, "lines", [])) or [f"the launcher stopped: {str(exc).strip().splitlines()[0]}"]
         where.mkdir(parents=True, exist_ok=True)
         atomic.write_text(where / "launcher-error.log", traceback.format_exc())
-    incomplete = [job for job in jobs if not is_complete(job, trained_epochs(job))]
+    incomplete = [job for job in jobs if job_state(job).action != "complete"]
     if incomplete:
         lines += [f"{job.run_dir} is not complete ({job.sweep.name} {job.label} seed {job.seed})" for job in incomplete]
         raise JobsIncomplete(lines + [f"launcher files and logs: {where}"])

@@ -16,8 +16,6 @@ from omegaconf import DictConfig, OmegaConf
 from aerun import checkpoint as ckpt
 from aerun.compose import compose_config, group_options, one_line, sweep_combinations
 from aerun.errors import UserError
-from aerun.models import family
-from aerun.schema import changed_key
 from aerun.validate import check_train
 
 
@@ -181,25 +179,8 @@ def plan_sweep(sweep: Sweep, extra: Sequence[str], runs_dir: Path, seeds: list[i
     return settings
 
 
-def trained_epochs(job: Job) -> int | None:
-    """The epochs a job's newest intact checkpoint holds (None: no checkpoint; a damaged latest one counts as
-    the previous one, so the job is resumed from it); a checkpoint of another config is refused."""
-    found = ckpt.latest_intact(job.run_dir)
-    if found is None:
-        return None
-    state = found[0]
-    key = changed_key(state["config"], OmegaConf.to_container(job.cfg, resolve=True))
-    if key is not None:
-        raise UserError(f"{job.run_dir} holds a run whose {key} differs from this report's; "
-                        f"delete that folder to retrain it, or write the report elsewhere with dir=...")
-    epochs = int(state["epoch"])
-    if epochs > job.cfg.epochs and not family(job.cfg.model.builder).fitted:
-        raise UserError(f"{job.run_dir} holds a run trained to epoch {epochs}, longer than this report's "
-                        f"epochs={job.cfg.epochs}: a spread must not mix run lengths, and a longer run is not cut "
-                        "short; train the report with that many epochs, or write it elsewhere with dir=...")
-    return epochs
-
-
-def is_complete(job: Job, epochs: int | None) -> bool:
-    """A fitted model (PCA) once it exists; a trained one once it holds exactly the job's epochs."""
-    return epochs is not None and (family(job.cfg.model.builder).fitted or epochs == job.cfg.epochs)
+def job_state(job: Job) -> ckpt.RunState:
+    """What a job's folder holds against the job (aerun.checkpoint.run_state: new, resume or complete; a
+    checkpoint of another config, or one trained longer, is refused in one line)."""
+    return ckpt.run_state(job.run_dir, OmegaConf.to_container(job.cfg, resolve=True), "this report's",
+                          "write the report elsewhere with dir=...")

@@ -29,13 +29,13 @@ from aerun import precision as mixed
 from aerun.data import Split, batch_rows, data_shape, floats, load_split, shape_text, showcase
 from aerun.errors import EnvironmentFailure, UserError
 from aerun.perimage import features, sse_per_image, where
-from aerun.models import Autoencoder, build, builder_args
+from aerun.models import Autoencoder, builder_args
 from aerun.noise import corrupt, draw
 from aerun.objective import Objective, loss_terms
 from aerun.probe import probe_accuracy
 from aerun.runs import EPOCH_FIELDS, EPOCH_LOG, ITER_FIELDS, ITER_LOG
 from aerun.search import direction
-from aerun.validate import available_devices, check_train
+from aerun.validate import available_devices, check_train, take_initial_model
 from aerun.validate import device as check_device
 
 log = logging.getLogger(__name__)
@@ -452,24 +452,18 @@ def train(cfg: DictConfig, run_dir: Path, *, resume: bool = False,
 def resumed_state(cfg: DictConfig, run_dir: Path, resume: bool) -> tuple[dict[str, Any] | None, Path | None]:
     """The checkpoint a run goes on from (None for a new run) and its file, after every check that it may."""
     path = run_dir / ckpt.CHECKPOINT
-    found = ckpt.latest_intact(run_dir) if resume else None
-    if resume and found is None:
-        raise UserError(f"no checkpoint at {path}; train a run first (`aerun train`)")
-    if not resume and (path.exists() or (run_dir / ckpt.PREVIOUS).exists()):
-        raise UserError(f"{run_dir} already holds a trained run; choose another hydra.run.dir")
-    if found is None:
+    if not resume:
+        if path.exists() or (run_dir / ckpt.PREVIOUS).exists():
+            raise UserError(f"{run_dir} already holds a trained run; choose another hydra.run.dir")
         return None, None
-    state = found[0]
-    check_finite_state(state, found[1])
-    done = state["epoch"]
-    if cfg.epochs < done:
-        raise UserError(f"epochs={cfg.epochs} is not allowed: {run_dir} is already trained to epoch {done}")
+    found = ckpt.run_state(run_dir, OmegaConf.to_container(cfg, resolve=True), "this run's config",
+                           "train a new run in another hydra.run.dir")
+    if found.action == "new":
+        raise UserError(f"no checkpoint at {path}; train a run first (`aerun train`)")
+    state, done = found.checkpoint, found.epochs
+    check_finite_state(state, found.source)
     check_schedule_extension(run_dir, cfg.optimizer.lr, cfg.lr_schedule, state["config"]["epochs"], done, cfg.epochs)
-    trained_at = state["config"].get("precision", "32")
-    if trained_at != cfg.precision:
-        raise UserError(f"{run_dir} was trained at precision={trained_at}; it resumes at that precision only "
-                        f"(not {cfg.precision}): train a new run for precision={cfg.precision}")
-    return state, found[1]
+    return state, found.source
 
 
 class Fit:
@@ -530,13 +524,12 @@ def _train(cfg: DictConfig, run_dir: Path, resume: bool,
     device = resolve_device(cfg.device)
     mixed.prepare(cfg.precision, device)
 
-    torch.manual_seed(cfg.seed)
     args = builder_args(cfg.model)
     shape = data_shape(cfg.dataset, cfg.paths.data_dir)
     if state and tuple(state["model"].get("in_shape", shape)) != tuple(shape):
         raise UserError(f"{run_dir} was trained on images of {shape_text(state['model']['in_shape'])} and "
                         f"{cfg.dataset.name} now gives {shape_text(shape)}: it cannot be resumed on them")
-    model = build(cfg.model.builder, in_shape=shape, **args).to(device)
+    model = take_initial_model(cfg, shape).to(device)  # the one check_train built
     if state:
         model.load_state_dict(state["model"]["state"])
     config = OmegaConf.to_container(cfg, resolve=True)

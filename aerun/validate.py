@@ -118,8 +118,9 @@ def check_optimizer(cfg: DictConfig) -> None:
                         f"({text[:200]}); see `aerun --cfg job` for the optimizer's keys") from None
 
 
-def check_train(cfg: DictConfig) -> None:
-    """Raise a UserError for the first bad value in a training config."""
+def check_train(cfg: DictConfig) -> Autoencoder:
+    """Raise a UserError for the first bad value in a training config; return the model it builds (its initial
+    weights, as `initial_model`)."""
     positive_int("epochs", cfg.epochs)
     positive_int("batch_size", cfg.batch_size)
     seed("seed", cfg.seed)
@@ -143,10 +144,44 @@ def check_train(cfg: DictConfig) -> None:
     for key in ("hidden", "code", "k"):
         if key in cfg.model:
             positive_int(f"model.{key}", cfg.model[key])
-    shape = data_shape(cfg.dataset, cfg.paths.data_dir)
-    model = build(cfg.model.builder, in_shape=shape, **builder_args(cfg.model))  # every argument, checked by its builder
+    model = initial_model(cfg, data_shape(cfg.dataset, cfg.paths.data_dir))  # every argument, checked by its builder
     check_terms(cfg, model)
     check_monitor(cfg, model)
+    return model
+
+
+# The model the last check built, with the CPU random stream as its build left it: `aerun train` checks its config
+# on the command line and again in train(), and trains the model those checks built (`take_initial_model`).
+_BUILT: dict[tuple[Any, ...], tuple[Autoencoder, torch.Tensor]] = {}
+
+
+def _build_key(cfg: DictConfig, shape: tuple[int, ...]) -> tuple[Any, ...]:
+    """Everything a model's initial weights depend on: its family and arguments, the seed, the image shape."""
+    return cfg.model.builder, repr(sorted(builder_args(cfg.model).items())), int(cfg.seed), tuple(shape)
+
+
+def initial_model(cfg: DictConfig, shape: tuple[int, ...]) -> Autoencoder:
+    """The model a run of `cfg` starts from, built as training builds it (after torch.manual_seed(seed)), the
+    process's random streams left as they were; built once for a config however often it is checked."""
+    key = _build_key(cfg, shape)
+    if key not in _BUILT:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            model = build(cfg.model.builder, in_shape=shape, **builder_args(cfg.model))
+            _BUILT.clear()
+            _BUILT[key] = model, torch.get_rng_state()
+    return _BUILT[key][0]
+
+
+def take_initial_model(cfg: DictConfig, shape: tuple[int, ...]) -> Autoencoder:
+    """`initial_model`, taken for training: every random stream seeded with `seed` and the CPU's then moved to
+    where the build left it, so whatever is drawn next is drawn as if the model were built here; the next call
+    for the same config builds a new one."""
+    initial_model(cfg, shape)
+    model, after = _BUILT.pop(_build_key(cfg, shape))
+    torch.manual_seed(cfg.seed)
+    torch.set_rng_state(after)
+    return model
 
 
 def check_monitor(cfg: DictConfig, model: Autoencoder) -> None:

@@ -125,3 +125,29 @@ def test_the_plot_commands_part_5_levels_are_the_reports():
     plot = OmegaConf.load(CONF_DIR / "plot.yaml")
     assert (tuple(plot.pixel_noise), tuple(plot.code_noise)) == (PIXEL_NOISE, CODE_NOISE)
     assert PIXEL_NOISE == (0.3, 0.5, 0.8, 0.9) and CODE_NOISE == (0.1, 0.5, 0.8, 500.0)  # ASSIGNMENT.md part 5
+
+
+def test_aerun_train_builds_its_model_once(tmp_path, monkeypatch):
+    """The command line's check, train()'s check and the training itself share one model."""
+    import sys
+
+    from aerun import cli
+    from aerun.models.base import Autoencoder
+
+    built = []
+    init = Autoencoder.__init__
+
+    def counted(self, *args, **kwargs):
+        built.append(type(self).__name__)
+        init(self, *args, **kwargs)
+
+    monkeypatch.setattr(Autoencoder, "__init__", counted)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["aerun", "model=shallow", "model.hidden=8", "dataset=synthetic", "device=cpu",
+                                      "epochs=1", "hydra.run.dir=run"])
+    try:
+        cli.main()
+    except SystemExit as ended:
+        assert ended.code in (0, None)
+    assert built == ["MLPAutoencoder"]
+    assert (tmp_path / "run" / "checkpoints" / "last.pt").is_file()

@@ -206,14 +206,14 @@ def test_mlp_presets_start_with_live_outputs(digits, preset):
 
 
 def test_a_dead_network_ends_with_a_warning_naming_the_learning_rate(make_cfg, tmp_path, monkeypatch, caplog):
-    import aerun.train
+    import aerun.validate
 
     def dead(builder, **kwargs):
         model = build(builder, **kwargs)
         torch.nn.init.constant_(model.decoder[-2].bias, -100.0)  # every output pixel below zero
         return model
 
-    monkeypatch.setattr(aerun.train, "build", dead)
+    monkeypatch.setattr(aerun.validate, "build", dead)  # what check_train builds is what trains
     summary = train(make_cfg("train", [*SMOKE, "model=shallow", "model.hidden=16", "noise=gaussian",
                                        "noise.level=0.5"]), tmp_path / "dead")
     assert "output no longer depends on its input" in summary["warning"]

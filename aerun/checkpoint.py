@@ -30,6 +30,7 @@ from aerun import atomic, schema
 from aerun.data.base import IMAGE_SHAPE
 from aerun.errors import EnvironmentFailure, UserError
 from aerun.models import Autoencoder, build, family
+from aerun.objective import carry_forward
 from aerun.runs import BEST, CHECKPOINT, PREVIOUS, checkpoint_path
 
 FORMAT = 1
@@ -118,6 +119,7 @@ def run_state(run_dir: Path, wanted: Mapping[str, Any], asker: str, elsewhere: s
     if found is None:
         return RunState("new")
     state, source = found
+    wanted = carry_forward(wanted, family(wanted["model"]["builder"]).terms)
     key = schema.changed_key(state["config"], wanted)
     if key == "precision":
         old, new = state["config"]["precision"], wanted["precision"]
@@ -282,8 +284,11 @@ def latest_intact(run_dir: Path) -> tuple[dict[str, Any], Path] | None:
 
 
 def completed(config: dict[str, Any], path: Path) -> dict[str, Any]:
-    """The stored config with every key this aerun knows: a key newer than the checkpoint gets its default."""
+    """The stored config with every key this aerun knows: a key newer than the checkpoint gets its default, and
+    a top-level key that moved under `model.` goes there (a VAE's `beta`)."""
     try:
+        builder = (config.get("model") or {}).get("builder")
+        config = carry_forward(config, family(builder).terms if builder else (), schema.RETIRED)
         return OmegaConf.to_container(schema.complete(config), resolve=True)
     except OmegaConfBaseException as exc:
         raise UserError(f"the config in checkpoint {path} does not fit this aerun ({' '.join(str(exc).split())[:160]}); "

@@ -38,6 +38,7 @@ from aerun import failures, runlock, search
 from aerun.compose import (CONF_DIR, compose_config, group_options, one_line, parse_overrides, preset_globals,
                            searchpath_overrides, sweep_combinations)
 from aerun.errors import UserError
+from aerun.schema import RETIRED
 from aerun.failures import EXIT_FAILED
 
 EXIT_INTERRUPTED = 130
@@ -311,9 +312,13 @@ TYPED = ("train", "eval", "plot", "encode", "export", "data", "bench", "report")
 # --------------------------------------------------------------------------- preflight
 
 
-def _refuse_existing_run(overrides: list[str]) -> None:
+def _refuse_before_composing(overrides: list[str]) -> None:
+    """A key that moved (schema.RETIRED: `beta` is `model.beta`), and a run folder that holds a run already."""
     for item in overrides:
         key, _, value = item.partition("=")
+        if key.lstrip("+~") in RETIRED:
+            now = RETIRED[key.lstrip("+~")]
+            raise UserError(f"{key.lstrip('+~')} is {now} now (it belongs to the model's family): give {now}={value}")
         if key != "hydra.run.dir":
             continue
         from aerun.checkpoint import CHECKPOINT  # it imports torch: only for a command line that names a run folder
@@ -329,7 +334,7 @@ def preflight(config_name: str, args: list[str]) -> None:
         return  # Hydra's own flags (--help, --cfg job, ...) are Hydra's business
     overrides = [a for a in args if not a.startswith("-")]
     multirun = len(overrides) < len(args)
-    _refuse_existing_run(overrides)
+    _refuse_before_composing(overrides)
     if multirun and config_name == "train" and search.OPTUNA in overrides:
         preflight_search(overrides)
         return

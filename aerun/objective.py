@@ -8,7 +8,7 @@ gives them (`Objective`), and the math several families use.
   the code units, as the assignment's notebook defined it (part 3);
 - `contractive` (any family): `contractive * ||dh/dx||_F^2`, the squared Frobenius norm of the code's
   Jacobian with respect to the input, averaged over the batch (Rifai et al., 2011);
-- a family's own: a VAE's `beta * KL(q(z|x) || N(0, I))`, a VQ-VAE's codebook and commitment terms.
+- a family's own: a VAE's `model.beta * KL(q(z|x) || N(0, I))`, a VQ-VAE's codebook and commitment terms.
 
 Each active regulariser is a named term, logged per iteration beside the reconstruction term.
 """
@@ -16,7 +16,7 @@ Each active regulariser is a named term, logged per iteration beside the reconst
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import torch
 from omegaconf import OmegaConf
@@ -32,7 +32,7 @@ class Term:
     aerun.schema), `model.<name>`, a key of the family's presets, whose default is `default` here, or
     None for a term of weight 1 (a VQ-VAE's codebook term). `always`: computed and logged even at
     weight 0 (a VAE's KL term); otherwise only a positive weight turns it on. `what` names it in a
-    warning ("the KL weight (beta=4) too strong").
+    warning ("the KL weight (model.beta=4) too strong").
     """
 
     name: str
@@ -40,6 +40,7 @@ class Term:
     what: str
     always: bool = False
     default: float | None = None  # for a `model.` key only: the weight when the preset does not set it
+    formerly: str | None = None   # the top-level key the weight had in older runs' configs (`carry_forward`)
 
     @property
     def top_level(self) -> bool:
@@ -80,9 +81,27 @@ class Objective:
         return tuple(self.weights)
 
     def causes(self) -> list[str]:
-        """What a health warning names: each term weighted above its default ("the KL weight (beta=4)")."""
+        """What a health warning names: each term weighted above its default ("the KL weight (model.beta=4)")."""
         return [f"{t.what} ({t.key}={self.weights[t.name]:g})" for t in self.terms
                 if t.name in self.weights and self.weights[t.name] > default(t)]
+
+
+def carry_forward(config: Mapping[str, Any], terms: tuple[Term, ...], retired: Sequence[str] = ()) -> dict[str, Any]:
+    """A plain config of a family with these terms, with each `model.` weight the family has (its default where
+    the preset leaves it out), and the retired top-level keys (`schema.RETIRED`) moved to where the family keeps
+    them now (an older VAE run's `beta` to `model.beta`) or dropped where it has no such term: two configs of
+    one run compare equal however old either is."""
+    config, model = dict(config), dict(config.get("model") or {})
+    moved = {term.formerly: term for term in terms if term.formerly}
+    for key in retired:
+        if key in config:
+            value = config.pop(key)
+            if key in moved:
+                model.setdefault(moved[key].key.split(".", 1)[1], value)
+    for term in terms:
+        if term.key and not term.top_level:
+            model.setdefault(term.key.split(".", 1)[1], default(term))
+    return {**config, "model": model}
 
 
 def default(term: Term) -> float:

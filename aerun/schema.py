@@ -22,6 +22,9 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from aerun.runs import REUSABLE_CHANGES
 
 SCHEMA = "train_schema"
+# Top-level keys that moved: {key: where it is now}. A stored config's value moves with it (`objective.carry_forward`,
+# as aerun.checkpoint completes a checkpoint's config); a command line that gives one is told where it went.
+RETIRED = {"beta": "model.beta"}
 
 
 @dataclass
@@ -72,7 +75,6 @@ class TrainConfig:
     device: str = "auto"        # auto (cuda, then mps, then cpu) | cpu | cuda | mps
     sparsity: float = 0.0       # weight of the L1 penalty on the code activations (sparse AE)
     contractive: float = 0.0    # weight of the squared Frobenius norm of the code's Jacobian (contractive AE)
-    beta: float = 1.0           # weight of a variational model's KL term (1: the ELBO; > 1: a beta-VAE)
     noise_seed: int = "${aerun.after:${seed}}"  # the training noise stream's seed (denoising AE): seed + 1 unless set
     lr_schedule: str = "constant"  # constant | cosine (half a cosine from optimizer.lr towards 0, set per epoch)
     augment_shift: int = 0      # pixels: each training image moved at random by up to this many (0: off; 0-4)

@@ -206,8 +206,9 @@ def check_monitor(cfg: DictConfig, model: Autoencoder) -> None:
 
 
 def check_terms(cfg: DictConfig, model: Autoencoder) -> None:
-    """Every term weight a finite number >= 0; a top-level weight moved from its default only for a family
-    that trains with that term (beta=4 on a plain AE would silently do nothing)."""
+    """Every term weight a finite number >= 0; a weight of another family's term (a top-level one moved from its
+    default, a `model.` one given at all) refused for a family that does not train with it (model.beta=4 on a
+    plain AE would silently do nothing)."""
     own = {term.key for term in model.terms}
     for term in model.terms:
         if term.key is not None:
@@ -216,13 +217,15 @@ def check_terms(cfg: DictConfig, model: Autoencoder) -> None:
     others: dict[str, list[tuple[str, Term]]] = {}
     for name, cls in sorted(families().items()):
         for term in cls.terms:
-            if term.top_level and term.key not in own:
+            if term.key is not None and term.key not in own:
                 others.setdefault(term.key, []).append((name, term))
     for key, owners in others.items():
-        number(key, cfg[key], minimum=0, inclusive=True)
-        if cfg[key] != DEFAULTS[key]:
-            names = ", ".join(name for name, _ in owners)
-            whose = f"the families {names}" if len(owners) > 1 else f"the {names} family"
-            raise UserError(f"{key}={cfg[key]:g} sets {owners[0][1].what} of {whose}, and model={cfg.model.name} "
-                            f"(family {cfg.model.builder}) has no such term; use a model of "
-                            f"{'one of them' if len(owners) > 1 else 'that family'}, or drop {key}")
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is None or (owners[0][1].top_level and value == DEFAULTS[key]):
+            continue
+        number(key, value, minimum=0, inclusive=True)
+        names = ", ".join(name for name, _ in owners)
+        whose = f"the families {names}" if len(owners) > 1 else f"the {names} family"
+        raise UserError(f"{key}={value:g} sets {owners[0][1].what} of {whose}, and model={cfg.model.name} "
+                        f"(family {cfg.model.builder}) has no such term; use a model of "
+                        f"{'one of them' if len(owners) > 1 else 'that family'}, or drop {key}")

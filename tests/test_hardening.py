@@ -50,8 +50,10 @@ BAD_TRAIN = [
     (["optimizer.lr=0"], "optimizer.lr=0 is not allowed; it must be a finite number > 0"),
     (["sparsity=-1e-6"], "sparsity=-1e-06"),
     (["contractive=-0.5"], "contractive=-0.5 is not allowed; it must be a finite number >= 0"),
-    (["model=vae", "beta=-1"], "beta=-1 is not allowed"),
-    (["model=deep", "beta=4"], "beta=4 sets the KL weight of the vae family, and model=deep (family mlp) has no such"),
+    (["model=vae", "model.beta=-1"], "model.beta=-1 is not allowed"),
+    (["model=deep", "+model.beta=4"], "model.beta=4 sets the KL weight of the vae family, and model=deep (family mlp) "
+                                      "has no such"),
+    (["model=vae", "beta=4"], "beta is model.beta now (it belongs to the model's family): give model.beta=4"),
     (["model=pca", "sparsity=0.1"], "sparsity=0.1 sets the sparsity penalty of the families conv, mlp"),
     (["model=vae", "model.reconstruction=poisson"], "allowed: bernoulli, gaussian"),
     (["model=vae", "model.sigma=0"], "model.sigma=0 is not allowed; it must be a positive number"),

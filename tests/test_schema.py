@@ -27,7 +27,7 @@ CONF = AERUN.parent / "conf"
 
 def test_every_top_level_term_weight_has_its_type_and_default_in_the_schema():
     keys = {t.key for cls in families().values() for t in cls.terms if t.top_level}
-    assert keys == {"sparsity", "contractive", "beta"}
+    assert keys == {"sparsity", "contractive"}  # a family's own weights live under model. (model.beta)
     assert keys <= set(DEFAULTS)
     assert {f.name: f.type for f in fields(TrainConfig) if f.name in keys} == dict.fromkeys(keys, "float")
 
@@ -56,7 +56,7 @@ def test_a_checkpoint_from_before_a_key_existed_evaluates_plots_resumes_and_is_r
     train(cfg, tmp_path)
     path = tmp_path / ckpt.CHECKPOINT
     state = torch.load(path, weights_only=True)
-    newer = ("augment_shift", "logger", "contractive", "beta", "lr_schedule")
+    newer = ("augment_shift", "logger", "contractive", "lr_schedule")
     for key in newer:
         del state["config"][key]
     del state["sha256"]  # written before aerun checksummed its checkpoints, too
@@ -120,4 +120,29 @@ def test_the_readmes_table_of_keys_gives_the_defaults_a_run_gets(make_cfg):
             else:
                 assert documented == str(value), key
             checked += 1
-    assert checked >= 10  # epochs, batch_size, seed, device, precision, cuda_graphs, sparsity, contractive, beta, ...
+    assert checked >= 9  # epochs, batch_size, seed, device, precision, cuda_graphs, sparsity, contractive, ...
+
+
+@pytest.mark.parametrize("preset, weight, kept", [("vae", 4.0, 4.0), ("vae", 1.0, 1.0), ("shallow", 1.0, None)])
+def test_a_run_from_when_beta_was_top_level_keeps_its_weight_under_model(make_cfg, tmp_path, preset, weight, kept):
+    """Checkpoints written before `beta` moved to `model.beta` held it at the top level, for every family."""
+    from aerun.models import build, builder_args
+    from aerun.objective import Objective
+
+    small = ["model.encoder=[16]", "model.decoder=[16]"] if preset == "vae" else ["model.hidden=16"]
+    overrides = [*SMOKE, f"model={preset}", *small, "epochs=1",
+                 *([f"model.beta={weight}"] if preset == "vae" else [])]
+    train(make_cfg("train", overrides), tmp_path)
+    path = tmp_path / ckpt.CHECKPOINT
+    state = torch.load(path, weights_only=True)
+    state["config"]["model"].pop("beta", None)
+    state["config"]["beta"] = weight  # as the schema stored it then
+    del state["sha256"]
+    torch.save(state, path)
+    config = ckpt.load(path)["config"]
+    assert "beta" not in config and config["model"].get("beta") == kept
+    model = build(config["model"]["builder"], **builder_args(config["model"]))
+    assert Objective.of(OmegaConf.create(config), model).weights.get("kl") == kept
+    wanted = OmegaConf.to_container(make_cfg("train", [*overrides[:-1], "epochs=2", *overrides[-1:]]
+                                             if preset == "vae" else [*overrides, "epochs=2"]), resolve=True)
+    assert ckpt.run_state(tmp_path, wanted, "this test's", "-").action == "resume"  # the same run, one epoch on

@@ -119,7 +119,7 @@ def test_vae_resumes_to_the_same_weights_as_a_straight_run(straight_and_resumed)
 
 
 def test_vae_checkpoint_round_trips_with_weights_only_and_its_eval_has_nats(make_cfg, tmp_path):
-    cfg = make_cfg("train", [*SMOKE, "model=vae", "model.encoder=[32]", "model.decoder=[32]", "beta=0.5"])
+    cfg = make_cfg("train", [*SMOKE, "model=vae", "model.encoder=[32]", "model.decoder=[32]", "model.beta=0.5"])
     train(cfg, tmp_path)
     raw = torch.load(tmp_path / ckpt.CHECKPOINT, map_location="cpu", weights_only=True)
     assert raw["model"]["builder"] == "vae" and raw["model"]["args"]["reconstruction"] == "bernoulli"

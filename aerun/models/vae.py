@@ -16,7 +16,7 @@ from aerun.noise import generator as make_generator
 from aerun.objective import CONTRACTIVE, L1, Term, kl_divergence, reparameterise
 
 RECONSTRUCTIONS = ("bernoulli", "gaussian")
-KL = Term("kl", "beta", "the KL weight", always=True)
+KL = Term("kl", "model.beta", "the KL weight", always=True, default=1.0, formerly="beta")
 
 
 @register("vae")

@@ -15,6 +15,7 @@ from typing import Any, Iterator, Sequence
 import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf import DictConfig
@@ -52,13 +53,22 @@ def searchpath_overrides(overrides: Sequence[str]) -> list[str]:
     return [o for o in overrides if o.split("=", 1)[0].lstrip("+~") == SEARCHPATH]
 
 
+def with_app_searchpath(overrides: Sequence[str]) -> list[str]:
+    """`overrides`, with the running Hydra app's `hydra.searchpath=[...]` before them where they give none: a
+    config composed inside `aerun report 'hydra.searchpath=[...]'` finds the experiments and presets there."""
+    overrides = list(overrides)
+    if searchpath_overrides(overrides) or not HydraConfig.initialized():
+        return overrides
+    return [*searchpath_overrides(HydraConfig.get().overrides.hydra), *overrides]
+
+
 def group_options(group: str, overrides: Sequence[str] = ()) -> list[str] | None:
     """The choices of a config group (`model` -> deep, pca, ...) in conf/ and on any `hydra.searchpath`
     among `overrides`; None if `group` is no config group."""
     with _hydra():
         try:
             options = GlobalHydra.instance().config_loader().get_group_options(
-                group, overrides=searchpath_overrides(overrides))
+                group, overrides=searchpath_overrides(with_app_searchpath(overrides)))
         except HydraException as exc:
             raise UserError(f"cannot read {SEARCHPATH}: {one_line(exc)}") from None
     return sorted(options) or None
@@ -134,7 +144,8 @@ def compose_config(config_name: str, overrides: list[str], *, return_hydra_confi
     """
     schema.register()
     with _hydra():
-        return compose(config_name=config_name, overrides=overrides, return_hydra_config=return_hydra_config)
+        return compose(config_name=config_name, overrides=with_app_searchpath(overrides),
+                       return_hydra_config=return_hydra_config)
 
 
 def preset_globals(group: str, choice: str, searchpath: Sequence[str], given: Sequence[str]) -> tuple[Path, dict]:

@@ -1,6 +1,7 @@
 """Plugins of installed packages: the modules named in an entry-point group, imported once per process.
 
-The groups are `aerun.models` (families) and `aerun.datasets` (data sets); each module registers what it holds
+The groups are `aerun.models` (families), `aerun.datasets` (data sets), `aerun.loggers` (trackers) and
+`aerun.report_parts` (parts of the report); each module registers what it holds
 when imported. A module that fails to import, or whose registration fails, is one UserError naming its entry
 point and its package.
 """

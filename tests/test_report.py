@@ -11,7 +11,7 @@ import pytest
 
 from aerun.document import Document
 from aerun.errors import UserError
-from aerun.report import ASSIGNMENT, chosen_parts, compare, trend
+from aerun.report import chosen_parts, compare, registered, trend
 from aerun.schema import first_difference
 from aerun.stats import Spread
 from conftest import unavailable
@@ -45,7 +45,7 @@ def test_the_report_answers_every_part_with_figures_that_exist(full_report):
     n_jobs = 22  # the assignment's 20 and the controls of parts 3 and 4
     assert f"job {n_jobs}/{n_jobs}" in done.stdout and "part 6/6 conv" in done.stdout
     markdown = (root.parent / "first-report.md").read_text()  # report.md: rewritten by the later tests
-    for part in ASSIGNMENT:
+    for part in registered().values():
         assert f"## {part.title}" in markdown
     assert "## Beyond the assignment" in markdown and "aerun report beyond=true" in markdown
     families = markdown.split("## Beyond the assignment: other families, each beside its twin")[1]
@@ -156,7 +156,7 @@ def test_document_renders_the_same_content_twice_and_escapes_html():
 
 
 def test_moves_are_judged_by_the_share_that_is_digit_like():
-    from aerun.report.sections import manifold_notes
+    from aerun.report.parts.manifold import manifold_notes
 
     notes = manifold_notes([0.1, 500.0], [[(0.9, 9.0), (0.0, 1.2e6)], [(0.7, 11.0), (0.0, 1.1e6)]], "Code noise")
     assert notes[0].startswith("Code noise 0.1: 80 % are digit-like (± 14 over 2 seeds); their mean SSE")
@@ -414,3 +414,51 @@ def test_report_json_has_the_pinned_structure(full_report):
     for table in saved["tables"]:
         assert set(table) == {"section", "rows"} and isinstance(table["section"], str)
         assert all(isinstance(row, dict) and all(isinstance(v, str) for v in row.values()) for row in table["rows"])
+
+
+@pytest.mark.slow  # installs a package and runs a report, as test_plugins' family
+def test_the_docs_report_part_from_another_package_trains_and_writes_its_section(aerun_exe, tmp_path):
+    """docs/extending.md's part, installed as a package of its own: chosen alone, and last among every part."""
+    from test_plugins import docs_package
+
+    name, env, conf = docs_package(tmp_path, "## Writing your own report part", "aerun.report_parts", "experiment")
+    root = tmp_path / "r"
+    done = subprocess.run([aerun_exe, "report", f"dir={root}", TINY, "device=cpu", f"parts=[{name}]", "seeds=3",
+                           f"hydra.searchpath=[file://{conf}]"], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "part 1/1 widths · job 6/6 · widths model.hidden=64 seed 2" in done.stdout  # two widths, three seeds
+    markdown = (root / "report.md").read_text()
+    assert "## Beyond the assignment: how wide a code" in markdown and "| 16 |" in markdown and "| 64 |" in markdown
+    claims = json.loads((root / "report.json").read_text())["claims"]
+    assert [(c["part"], c["a"], c["b"], c["n"]) for c in claims] == [("widths", "64 units", "16 units", 3)]
+    assert sorted(p.name for p in (root / "runs" / "widths").iterdir() if p.is_dir()) == [
+        "0", "0-seed1", "0-seed2", "1", "1-seed1", "1-seed2"]
+    every = subprocess.run([aerun_exe, "report", f"dir={tmp_path / 'all'}", "parts=[nope]",
+                            f"hydra.searchpath=[file://{conf}]"], capture_output=True, text=True, env=env,
+                           cwd=tmp_path, timeout=300)
+    assert every.returncode == 2 and every.stderr.strip().endswith("conv, beyond, families, widths"), every.stderr
+
+
+def test_a_part_registered_twice_or_needing_an_unknown_part_is_one_line(monkeypatch):
+    from aerun.report import parts
+    from aerun.report.plan import Sweep
+
+    monkeypatch.setattr(parts, "_PARTS", dict(parts._PARTS))
+
+    def section(doc, ctx):
+        pass
+
+    with pytest.raises(UserError, match="the report part 'sparse' is registered twice: by aerun.report.parts.sparse "
+                                        "and by test_report; rename one of them"):
+        parts.part("sparse", "Again", [Sweep("sparse", "sparse")])(section)
+    parts.part("early", "Before part 2", [Sweep("early", "standard")], order=1.5)(section)
+    parts.part("mine", "Without an order", [Sweep("mine", "standard")])(section)
+    written, trained = parts.chosen_parts(None, beyond=False)  # null: every part, in order
+    assert [p.key for p in written] == ["pca_vs_ae", "early", "standard", "sparse", "denoising", "manifold", "conv",
+                                        "beyond", "families", "mine"]
+    assert "beyond" not in [p.key for p in trained] and "families" not in [p.key for p in trained]
+    parts.part("lonely", "Needs a ghost", [Sweep("lonely", "standard")], needs=("ghost",))(section)
+    with pytest.raises(UserError, match="the report part 'lonely' compares against a part 'ghost' that no module "
+                                        "registers"):
+        parts.chosen_parts(["lonely"], beyond=False)

@@ -19,7 +19,7 @@ from aerun.probe import probe_accuracy
 from aerun.claims import Ledger, compare, error_ratio, p_text, trend
 from aerun.report.measure import nearest_sse, side_channel
 from aerun.report.plan import report_seeds
-from aerun.report.sections import zero_code_note
+from aerun.report.parts.pca_vs_ae import zero_code_note
 from aerun.stats import Spread, holm, welch, welch_p
 from aerun.train import train
 

@@ -5,8 +5,8 @@ The package is one module per concern:
 - `plan`: the parts, their sweeps, every job (a setting and a seed), and whether a job's folder can be reused;
 - `jobs`: the training loop over the jobs, in this process (the data is loaded once);
 - `measure`: evaluations (each run once per noise), histories, figures and the report's own measurements;
-- `claims`: sentences that compare numbers, only as far as their spread over seeds allows;
-- `sections`: one writer per part;
+- `parts`: one module per part (its sweeps and the section that writes it), registered with `@part`;
+- `common`: what the parts write alike;
 
 and `report` below, the command: train what is missing, then write `<dir>/report.md` and `<dir>/index.html`.
 """
@@ -25,13 +25,12 @@ from aerun.errors import UserError
 from aerun.claims import Later, compare, trend
 from aerun.report.jobs import train_all
 from aerun.report.measure import Context
-from aerun.report.plan import (ASSIGNMENT, BEYOND, PARTS, Part, chosen_parts, plan_sweep,
-                               report_seeds)
-from aerun.report.sections import SECTIONS
+from aerun.report.parts import chosen_parts, part, registered
+from aerun.report.plan import Part, Sweep, plan_sweep, report_seeds
 from aerun.stats import RULE
 from aerun.train import resolve_device
 
-__all__ = ["ASSIGNMENT", "BEYOND", "PARTS", "chosen_parts", "compare", "report", "trend"]
+__all__ = ["Part", "Sweep", "chosen_parts", "compare", "part", "registered", "report", "trend"]
 
 
 def tests_text(ctx: Context, parts: list[Part]) -> str:
@@ -77,7 +76,7 @@ def report(cfg: DictConfig) -> Path:
     if not isinstance(cfg.beyond, bool):
         raise UserError(f"beyond={cfg.beyond!r} is not allowed; it must be true or false")
     seeds = report_seeds(cfg.seeds, extra)
-    chosen_parts(list(cfg.parts), cfg.beyond)  # checked before the folder is made
+    chosen_parts(cfg.parts, cfg.beyond)  # checked before the folder is made
     root.mkdir(parents=True, exist_ok=True)
     with runlock.hold(root, "written by another `aerun report`"):
         return _report(cfg, root, extra, seeds, start)
@@ -99,7 +98,7 @@ def plan_parts(ctx: Context, parts: list[Part], extra: list[str], root: Path, se
     for part in parts:
         missing = [k for k in part.needs if k in left_out]
         if missing and part.key not in left_out:
-            left_out[part.key] = f"it compares against {PARTS[missing[0]].title}, which is left out"
+            left_out[part.key] = f"it compares against {registered()[missing[0]].title}, which is left out"
     return left_out
 
 
@@ -114,11 +113,11 @@ def check_labels(ctx: Context) -> str:
 
 def _report(cfg: DictConfig, root: Path, extra: list[str], seeds: int, start: float) -> Path:
     ctx = Context(cfg, root, str(resolve_device(cfg.device)))
-    written, trained = chosen_parts(list(cfg.parts), cfg.beyond)
+    written, trained = chosen_parts(cfg.parts, cfg.beyond)
     left_out = plan_parts(ctx, list({p.key: p for p in (*written, *trained)}.values()), extra, root, seeds)
     dataset = check_labels(ctx)
     for key, why in left_out.items():
-        print(f"[report] left out on {dataset}: {PARTS[key].title}: {why}", flush=True)
+        print(f"[report] left out on {dataset}: {registered()[key].title}: {why}", flush=True)
     written = [p for p in written if p.key not in left_out]
     trained = [p for p in trained if p.key not in left_out]
     train_all(ctx.settings, trained, ctx.device, root, str(cfg.device))
@@ -127,13 +126,13 @@ def _report(cfg: DictConfig, root: Path, extra: list[str], seeds: int, start: fl
     doc = Document(f"aerun report: autoencoders on {dataset}")
     doc.text(Later(lambda: preamble(ctx, written)))  # it counts the tests of every part
     if left_out:
-        doc.text(f"Left out on {dataset}: " + "; ".join(f"{PARTS[k].title} ({why})" for k, why in left_out.items())
+        doc.text(f"Left out on {dataset}: " + "; ".join(f"{registered()[k].title} ({why})" for k, why in left_out.items())
                  + ".")
-    for k, part in enumerate(written, 1):
-        print(f"[report] writing part {k}/{len(written)}: {part.title}", flush=True)
-        doc.heading(part.title)
-        ctx.ledger.start(part.key)
-        SECTIONS[part.key](doc, ctx)
+    for k, ctx.part in enumerate(written, 1):
+        print(f"[report] writing part {k}/{len(written)}: {ctx.part.title}", flush=True)
+        doc.heading(ctx.part.title)
+        ctx.ledger.start(ctx.part.key)
+        ctx.part.section(doc, ctx)
         ctx.ledger.close()  # Holm's adjustment over the part's comparisons, before any sentence is rendered
     made, reused = ctx.evaluated["made"], ctx.evaluated["reused"]
     print(f"[report] evaluations: {made} made here, {reused} reused (saved by an earlier report or "

@@ -24,7 +24,7 @@ from aerun.noise import generator
 from aerun.perimage import encode, reconstruct
 from aerun.plot import load, ood_inputs, plot
 from aerun.claims import Ledger
-from aerun.report.plan import Job, Setting
+from aerun.report.plan import Job, Part, Setting
 from aerun.stats import Spread
 from aerun.runs import EPOCH_LOG, read_csv
 
@@ -38,6 +38,7 @@ class Context:
     evaluations: dict[tuple[str, tuple[str, float]], dict[str, Any]] = field(default_factory=dict)  # (run, noise)
     ledger: Ledger = field(default_factory=Ledger)  # every comparison, by part
     evaluated: Counter[str] = field(default_factory=Counter)  # evaluations "made" here and "reused"
+    part: Part | None = None  # the part being written
 
     @property
     def data_dir(self) -> str:

@@ -1,7 +1,7 @@
 """The report's plan: which parts, which sweeps, which jobs, and whether a job's folder can be reused.
 
-Every part of the assignment is one or two sweeps of an experiment config
-(`conf/experiment/`); every point of a sweep is a setting, trained once per seed.
+Every part of the report is one or more sweeps of an experiment config (`conf/experiment/`); every point of a
+sweep is a setting, trained once per seed. The parts themselves are registered in aerun/report/parts/.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -40,13 +40,22 @@ def twin_sweeps(sweep: Sweep) -> tuple[Sweep, ...]:
     return tuple(Sweep(p + TWIN, p + TWIN) for p in presets if p + TWIN in experiments)
 
 
+Section = Callable[[Any, Any], None]  # (the Document, the report's Context): writes the part
+
+
 @dataclass(frozen=True)
 class Part:
+    """One part of the report: its sweeps and the section that writes it up (registered by its module in
+    aerun/report/parts/, `@part`)."""
+
     key: str
     title: str
     own: tuple[Sweep, ...]
+    section: Section
     needs: tuple[str, ...] = ()  # parts whose runs this part's section compares against
     twins: bool = False  # each model preset of its sweeps also trained as its twin, where it has one
+    beyond: bool = False  # trained only with beyond=true (the section says how to train it otherwise)
+    order: float = 100.0  # where it stands in the report: the assignment's parts are 1-6
 
     @cached_property
     def sweeps(self) -> tuple[Sweep, ...]:
@@ -54,40 +63,6 @@ class Part:
         if not self.twins:
             return self.own
         return (*self.own, *(twin for sweep in self.own for twin in twin_sweeps(sweep)))
-
-
-ASSIGNMENT = (
-    Part("pca_vs_ae", "1. PCA versus a deep autoencoder", (Sweep("pca_vs_ae", "pca_vs_ae"),)),
-    Part("standard", "2. The standard (undercomplete) autoencoder", (Sweep("standard", "standard"),)),
-    Part("sparse", "3. The sparse autoencoder", (Sweep("sparse", "sparse"), Sweep("sparse_control", "sparse_control")),
-         needs=("standard",)),
-    Part("denoising", "4. The denoising autoencoder", (
-        Sweep("denoising_gaussian", "denoising"),
-        Sweep("denoising_salt_pepper", "denoising", ("noise=salt_pepper",)),
-        Sweep("denoising_control", "denoising_control"),
-    ), needs=("standard",)),
-    Part("manifold", "5. Manifold learning", (Sweep("manifold", "manifold"),)),
-    Part("conv", "6. The convolutional autoencoder", (Sweep("conv", "conv"),)),
-)
-BEYOND = Part("beyond", "Beyond the assignment", (
-    Sweep("deep_best", "deep_best"),
-    Sweep("standard_best", "standard_best"),
-), needs=("pca_vs_ae", "standard"))
-FAMILIES = Part("families", "Beyond the assignment: other families, each beside its twin",
-                (Sweep("families", "families"),), needs=("pca_vs_ae", "standard"), twins=True)
-EXTRA = (BEYOND, FAMILIES)  # trained only with beyond=true
-PARTS = {p.key: p for p in (*ASSIGNMENT, *EXTRA)}
-
-
-def chosen_parts(keys: Sequence[str], beyond: bool) -> tuple[list[Part], list[Part]]:
-    """(the parts to write up, the parts to train): the chosen ones, and those they compare against."""
-    unknown = [k for k in keys if k not in PARTS]
-    if unknown:
-        raise UserError(f"parts has {unknown[0]!r}; allowed: {', '.join(PARTS)}")
-    written = [PARTS[k] for k in PARTS if k in keys]
-    needed = {k for p in written for k in (p.key, *p.needs)}
-    trained = [p for p in PARTS.values() if p.key in needed and (p not in EXTRA or beyond)]
-    return written, trained
 
 
 @dataclass

@@ -151,7 +151,7 @@ def resume_command(cfg: DictConfig) -> dict:
 
 
 def eval_command(cfg: DictConfig) -> None:
-    from aerun import ood
+    from aerun import generation, ood
     from aerun.evaluate import eval_name, evaluate
     from aerun.train import resolve_device
 
@@ -173,8 +173,12 @@ def eval_command(cfg: DictConfig) -> None:
     ood.check_kind(cfg.ood)
     if cfg.ood != "none" and noise[0] != "none":
         raise UserError(f"ood={cfg.ood} scores clean inputs; leave noise={noise[0]} out (or evaluate them apart)")
+    generation.check(cfg.samples, cfg.sampler)
+    if cfg.samples and noise[0] != "none":
+        raise UserError(f"samples= compares samples with clean test images; leave noise={noise[0]} out")
     evaluate(path, cfg.paths.data_dir, resolve_device(cfg.device), noise, cfg.noise_seed, cfg.iw_samples,
-             None if control is None else str(control), which=cfg.checkpoint, ood_kind=cfg.ood, ood_path=cfg.ood_path)
+             None if control is None else str(control), which=cfg.checkpoint, ood_kind=cfg.ood, ood_path=cfg.ood_path,
+             samples=cfg.samples, sampler=cfg.sampler)
     summary = (path if len(runs) > 1 else runs[0]) / f"{eval_name(noise)}.md"
     print(summary.read_text())
     print(f"written: {summary} and eval.json beside it"

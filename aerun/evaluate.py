@@ -17,7 +17,7 @@ import torch
 import yaml
 from torch import nn
 
-from aerun import atomic, loggers, ood
+from aerun import atomic, generation, loggers, ood
 from aerun import checkpoint as ckpt
 from aerun.data import IMAGE_SHAPE, floats, load_split, shape_text, showcase
 from aerun.errors import UserError
@@ -187,7 +187,7 @@ def saved_evaluation(run_dir: Path, device: torch.device | str, noise: tuple[str
 def evaluate_run(
     run_dir: Path, data_dir: Path | str, device: torch.device | str,
     noise: tuple[str, float] = ("none", 0.0), noise_seed: int = 0, iw_samples: int = 0, which: str = "last",
-    ood_kind: str = "none", ood_path: str | None = None,
+    ood_kind: str = "none", ood_path: str | None = None, samples: int = 0, sampler: str = "auto",
 ) -> dict[str, Any]:
     """Metrics of one run's checkpoint (`which`: last, or best) on its data set's test split, with PCA at the same
     code size.
@@ -195,6 +195,7 @@ def evaluate_run(
     With a noise, the inputs are corrupted and the errors measured against the clean images. With `ood_kind` (a data
     set, or noise), how well each score tells that data set's test images from the run's (`ood`); for a run trained
     on some classes only (dataset.classes), how well they tell the other classes' test images apart (`anomaly`).
+    With `samples` (N > 0), how like the test images N of its samples are (`generation`, aerun.generation).
     """
     checkpoint = ckpt.load(ckpt.checkpoint_path(run_dir, which))
     model = ckpt.rebuild(checkpoint, device)
@@ -236,23 +237,35 @@ def evaluate_run(
         sse, _ = reconstruct(model, noisy_test_inputs(val.pixels, noise, noise_seed), val.pixels)
         result["validation"] = {"n_images": len(val), **summarise(sse, pixels)}
     clean = inputs is test.pixels  # the probes and the family's measures read clean images; noisy: reconstruction
-    if clean and test.labels is None:
-        result["probe"] = f"no probe: {dataset['name']} has no labels"
-    elif clean:
-        accuracy, fit = code_probe(model, dataset, data_dir, device)
-        result["model"]["probe_accuracy"], result["model"]["probe_fit"] = accuracy, fit.as_dict()
-        if pca.code_dim < pixels:  # the whole basis is the pixels rotated: nothing to compare, nothing to fit
-            accuracy, fit = cached_probe(f"pca-{pca.code_dim}", dataset, data_dir, device, pca)
-            result["pca"]["probe_accuracy"], result["pca"]["probe_fit"] = accuracy, fit.as_dict()
-        result["pixels_probe_accuracy"] = cached_probe("pixels", dataset, data_dir, device, Pixels(test.shape))[0]
     if clean:
+        add_probes(result, model, pca, dataset, test, data_dir, device)
         measures = model.measures(test.images, noise_seed, **({"iw_samples": iw_samples} if iw_samples else {}))
         if measures:
             result["model"][model.measures_key] = measures
     if clean and (ood_kind != "none" or dataset.get("classes") is not None):
         result.update(detections(model, dataset, test, Path(run_dir), data_dir, device, ood_kind, ood_path,
                                  noise_seed, iw_samples))
+    if clean and samples:
+        result["generation"], drawn = generation.measure(model, checkpoint["model"]["name"], dataset, data_dir,
+                                                         device, samples, sampler, noise_seed)
+        generation.figure(drawn, test.pixels, result["generation"],
+                          Path(run_dir) / "figures" / f"samples_{result['generation']['sampler']}.png",
+                          f"{checkpoint['model']['name']}: {samples} samples against the test images")
     return result
+
+
+def add_probes(result: dict[str, Any], model: Autoencoder, pca: PCA, dataset: Mapping[str, Any], test: Any,
+               data_dir: Path | str, device: torch.device | str) -> None:
+    """The linear probe's test accuracy on the model's code, PCA's and the raw pixels' (or why there is none)."""
+    if test.labels is None:
+        result["probe"] = f"no probe: {dataset['name']} has no labels"
+        return
+    accuracy, fit = code_probe(model, dataset, data_dir, device)
+    result["model"]["probe_accuracy"], result["model"]["probe_fit"] = accuracy, fit.as_dict()
+    if pca.code_dim < math.prod(test.shape):  # the whole basis is the pixels rotated: nothing to compare or fit
+        accuracy, fit = cached_probe(f"pca-{pca.code_dim}", dataset, data_dir, device, pca)
+        result["pca"]["probe_accuracy"], result["pca"]["probe_fit"] = accuracy, fit.as_dict()
+    result["pixels_probe_accuracy"] = cached_probe("pixels", dataset, data_dir, device, Pixels(test.shape))[0]
 
 
 def detections(model: Autoencoder, dataset: Mapping[str, Any], test: Any, run_dir: Path, data_dir: Path | str,
@@ -295,7 +308,8 @@ def check_shape(model: Autoencoder, shape: tuple[int, ...], run_dir: Path | str,
 def evaluate(
     path: Path, data_dir: Path | str, device: torch.device | str,
     noise: tuple[str, float] = ("none", 0.0), noise_seed: int = 0, iw_samples: int = 0, control: str | None = None,
-    which: str = "last", ood_kind: str = "none", ood_path: str | None = None,
+    which: str = "last", ood_kind: str = "none", ood_path: str | None = None, samples: int = 0,
+    sampler: str = "auto",
 ) -> dict[str, Any]:
     """Evaluate a run, or every job of a sweep; write eval.json and eval.md beside each, and for a sweep its
     page, index.html and index.md (aerun.sweep_page), comparing every setting with `control` if named.
@@ -308,7 +322,8 @@ def evaluate(
     name = eval_name(noise)
     results = []
     for run in runs:
-        result = evaluate_run(run, data_dir, device, noise, noise_seed, iw_samples, which, ood_kind, ood_path)
+        result = evaluate_run(run, data_dir, device, noise, noise_seed, iw_samples, which, ood_kind, ood_path,
+                              samples, sampler)
         loggers.attach(run, [atomic.write_json(run / f"{name}.json", result),
                              atomic.write_text(run / f"{name}.md", run_markdown(result))])
         results.append(result)
@@ -434,7 +449,23 @@ def run_markdown(result: Mapping[str, Any]) -> str:
                   _row(["score", "AUROC", "AUPR", "FPR at 95 % TPR", "mean in", "mean out"]), _row(["---"] * 6)]
         lines += [_row([name, f"{v['auroc']:.4f}", f"{v['aupr']:.4f}", f"{v['fpr95']:.4f}", v["mean_in"],
                         v["mean_out"]]) for name, v in summary.items()]
+    if "generation" in result:
+        lines += ["", *generation_markdown(result["generation"])]
     return "\n".join(lines) + "\n"
+
+
+def generation_markdown(g: Mapping[str, Any]) -> list[str]:
+    """eval.md's section on samples: the measures beside their floor, and what they were measured in."""
+    drawn = ("the prior" if g["sampler"] == "prior" else
+             f"a mixture of {g['components']} Gaussians fitted to {g['codes_fitted']} training codes")
+    return ["## Samples", "",
+            f"{g['n']} codes drawn from {drawn} (seed {g['seed']}), decoded, against {g['n']} test images; the floor "
+            f"is {g['n']} training images against the same test images. Measured in the features of "
+            f"{g['features']['name']} (test accuracy {g['features']['test_accuracy']:.2%}): this FID is not the "
+            "Inception FID of the literature and cannot be compared with it.", "",
+            _row(["", "FID", f"precision (k={g['k']})", f"recall (k={g['k']})"]), _row(["---"] * 4),
+            _row(["samples", g["fid"], g["precision"], g["recall"]]),
+            _row(["training images (floor)", g["fid_real"], g["precision_real"], g["recall_real"]])]
 
 
 def pca_name(k: int, lossless: bool | None = None) -> str:

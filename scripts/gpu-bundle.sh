@@ -9,8 +9,8 @@ cd "$(dirname "$0")/.."
 BUNDLE=.gpu-bundle
 PIP=".venv/bin/python -m pip --disable-pip-version-check --quiet"
 version() { .venv/bin/python -c "import importlib.metadata as m; print(m.version('$1'))"; }
-# What such a machine lacks (Hydra and its launchers, OmegaConf, submitit); all pure Python.
-PURE="hydra-core omegaconf hydra-joblib-launcher hydra-submitit-launcher submitit"
+# What such a machine lacks (Hydra and its launchers, OmegaConf, submitit, torchmetrics); all pure Python.
+PURE="hydra-core omegaconf hydra-joblib-launcher hydra-submitit-launcher submitit torchmetrics lightning-utilities"
 
 rm -rf "$BUNDLE.tmp" && mkdir -p "$BUNDLE.tmp/wheels" "$BUNDLE.tmp/MNIST"
 specs=(); for p in $PURE; do specs+=("$p==$(version "$p")"); done

@@ -86,19 +86,19 @@ def plan_parts(ctx: Context, parts: list[Part], extra: list[str], root: Path, se
     """Every job of every part into `ctx.settings`; {part: why} for the parts whose jobs cannot train on this data
     (a model that does not take its images' shape), and for those that compare against them."""
     left_out: dict[str, str] = {}
-    for part in parts:
+    for each in parts:
         try:
-            planned = {sweep.name: plan_sweep(sweep, extra, root / "runs", seeds) for sweep in part.sweeps}
+            planned = {sweep.name: plan_sweep(sweep, extra, root / "runs", seeds) for sweep in each.sweeps}
         except UserError as exc:
-            left_out[part.key] = str(exc)
+            left_out[each.key] = str(exc)
             continue
         ctx.settings.update(planned)
     if not ctx.settings:
         raise UserError(next(iter(left_out.values())))
-    for part in parts:
-        missing = [k for k in part.needs if k in left_out]
-        if missing and part.key not in left_out:
-            left_out[part.key] = f"it compares against {registered()[missing[0]].title}, which is left out"
+    for each in parts:
+        missing = [k for k in each.needs if k in left_out]
+        if missing and each.key not in left_out:
+            left_out[each.key] = f"it compares against {registered()[missing[0]].title}, which is left out"
     return left_out
 
 
@@ -144,5 +144,7 @@ def _report(cfg: DictConfig, root: Path, extra: list[str], seeds: int, start: fl
     atomic.write_json(root / "report.json", {
         "seconds": time.perf_counter() - start, "training_seconds": trained_at - start, "seeds": ctx.seeds,
         "evaluations": {"made": made, "reused": reused}, "left_out": left_out,
-        "jobs": jobs, "claims": [claim.as_dict() for claim in ctx.ledger.claims], "tables": doc.tables()})
+        "jobs": jobs, "claims": [claim.as_dict() for claim in ctx.ledger.claims], "tables": doc.tables(),
+        **({"yardstick": {name: {**stick.about, "controls": checked} for name, (stick, checked)
+                          in ctx.yardsticks.items()}} if ctx.yardsticks else {})})
     return root / "index.html"

@@ -26,6 +26,7 @@ from aerun.plot import load, ood_inputs, plot
 from aerun.claims import Ledger
 from aerun.report.plan import Job, Part, Setting
 from aerun.stats import Spread
+from aerun.yardstick import Yardstick, controls
 from aerun.runs import EPOCH_LOG, read_csv
 
 
@@ -39,6 +40,7 @@ class Context:
     ledger: Ledger = field(default_factory=Ledger)  # every comparison, by part
     evaluated: Counter[str] = field(default_factory=Counter)  # evaluations "made" here and "reused"
     part: Part | None = None  # the part being written
+    yardsticks: dict[str, tuple[Yardstick, list[dict[str, Any]]]] = field(default_factory=dict)  # by data set
 
     @property
     def data_dir(self) -> str:
@@ -178,70 +180,44 @@ def nearest_sse(images: torch.Tensor, reference: torch.Tensor, chunk: int = 256)
     return torch.cat(out)
 
 
-def ink_and_greyness(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per image: its ink (the sum of its pixels) and its greyness (the sum of 4p(1 - p) over its pixels, per
-    unit of ink): 0 for pure black and white, higher for a blur of grey."""
-    x = images.flatten(1).double().clamp(0, 1)
-    ink = x.sum(1)
-    return ink, (4 * x * (1 - x)).sum(1) / ink.clamp_min(1e-9)
-
-
-@dataclass(frozen=True)
-class Yardstick:
-    """What real test digits are like, to say whether an image is digit-like: at most as far from its nearest
-    training digit as 95 % of real test digits are, with as much ink as the middle 95 % of them, and no greyer
-    than 97.5 % of them. The blank image fails the ink (it is near a thin training digit: SSE 12.7 on MNIST),
-    the mean training image the greyness (a blur, near enough to some digit: 27.8 against 36.7 on MNIST)."""
-
-    median_distance: float
-    distance: float
-    ink: tuple[float, float]
-    greyness: float
-
-    @classmethod
-    def of(cls, real: torch.Tensor, train: torch.Tensor) -> "Yardstick":
-        distance = nearest_sse(real, train)
-        ink, grey = ink_and_greyness(real)
-        q = lambda t, p: t.double().quantile(p).item()  # noqa: E731
-        return cls(q(distance, 0.5), q(distance, 0.95), (q(ink, 0.025), q(ink, 0.975)), q(grey, 0.975))
-
-    def digit_like(self, images: torch.Tensor, train: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(whether each image is digit-like, its SSE to the nearest training digit)."""
-        distance = nearest_sse(images, train).cpu()
-        ink, grey = (t.cpu() for t in ink_and_greyness(images))
-        like = (distance <= self.distance) & (ink >= self.ink[0]) & (ink <= self.ink[1]) & (grey <= self.greyness)
-        return like, distance
-
-
 @dataclass
 class Moves:
     """Part 5's question, measured: images moved in pixel space, and codes moved and decoded; per level the
     share of digit-like images and their mean SSE to the nearest training digit (codes: per seed)."""
 
     yardstick: Yardstick
+    controls: list[dict[str, Any]]               # the yardstick on images it never saw (aerun.yardstick.controls)
     references: dict[str, tuple[float, float]]   # name -> (share digit-like, mean distance)
     reconstructions: tuple[float, float]         # the first seed's model's reconstructions of real test digits
     pixel: list[tuple[float, float]]             # per pixel-noise level
     code: list[list[tuple[float, float]]]        # [seed][level]
 
 
+def yardstick_of(ctx: Context, dataset: Any) -> tuple[Yardstick, list[dict[str, Any]]]:
+    """The report's yardstick of a data set and its controls, made once per report (report.json's `yardstick`)."""
+    key = dataset["name"]
+    if key not in ctx.yardsticks:
+        stick = Yardstick.of(dataset, ctx.data_dir, ctx.device, ctx.cfg.noise_seed)
+        ctx.yardsticks[key] = stick, controls(stick, dataset, ctx.data_dir, ctx.device, ctx.cfg.noise_seed)
+    return ctx.yardsticks[key]
+
+
 @torch.no_grad()
 def manifold_moves(ctx: Context, setting: Setting, pixel_levels: Sequence[float], code_levels: Sequence[float],
-                   samples: int = 20, yardstick: int = 1000) -> Moves:
+                   samples: int = 20, shown: int = 1000) -> Moves:
     """Each of the showcase digits (one of each class) moved `samples` times at each level, in pixel space
     (clipped to [0, 1], as drawn) and in each seed's code space (decoded); noise drawn on the CPU."""
     cfg = setting.cfg
     train = split_of(ctx, cfg.dataset, "train").images
     test_split = split_of(ctx, cfg.dataset)
     test = test_split.images
-    stick = Yardstick.of(test[:yardstick], train)
+    stick, checked = yardstick_of(ctx, cfg.dataset)
     digits = test[showcase(cfg.dataset, test_split)]
 
     def judged(images: torch.Tensor) -> tuple[float, float]:
-        like, distance = stick.digit_like(images, train)
-        return like.double().mean().item(), distance.mean().item()
+        return stick.share(images), nearest_sse(images, train).mean().item()
 
-    references = {"real test digits": judged(test[:yardstick]), "the blank image": judged(torch.zeros_like(digits[:1])),
+    references = {"the blank image": judged(torch.zeros_like(digits[:1])),
                   "the mean training image": judged(train.mean(0, keepdim=True))}
     gen = generator(ctx.cfg.noise_seed, "cpu")
     pixel = []
@@ -257,7 +233,7 @@ def manifold_moves(ctx: Context, setting: Setting, pixel_levels: Sequence[float]
         code.append([judged(model.decode(z + level * torch.randn(z.shape, generator=gen).to(z.device)))
                      for level in code_levels])
     first = load(setting.first.run_dir, None, ctx.device).model.eval()
-    return Moves(stick, references, judged(first(test[:yardstick])[0]), pixel, code)
+    return Moves(stick, checked, references, judged(first(test[:shown])[0]), pixel, code)
 
 
 def side_channel(model: Autoencoder) -> dict[str, int] | None:

@@ -6,7 +6,7 @@ from typing import Any
 
 from aerun.document import Document
 from aerun.evaluate import pca_name
-from aerun.report.common import fitted, not_trained_yet, pct, probe, sse
+from aerun.report.common import chosen_on_test, fitted, not_trained_yet, pct, probe, sse
 from aerun.report.measure import Context, add_figures, figures, history, spread
 from aerun.report.parts import part
 from aerun.report.plan import Setting, Sweep
@@ -19,6 +19,7 @@ def section(doc: Document, ctx: Context) -> None:
              "are not how an autoencoder is trained today. The same comparisons with a linear code, a sigmoid "
              "output, more epochs and a cosine learning-rate schedule (`conf/experiment/deep_best.yaml`, "
              "`standard_best.yaml`):")
+    doc.text(chosen_on_test(["deep_best"]))
     if not_trained_yet(doc, ctx, "the 30-d deep AE alone takes about 25 minutes on a 2-core CPU"):
         return
     best_setting = ctx.settings["deep_best"][0]

@@ -10,7 +10,7 @@ from aerun.data import IMAGE_SHAPE, showcase
 from aerun.document import Document
 from aerun.models import CODE_SPACE, Autoencoder
 from aerun.plot import CODE_NOISE, code_noise_figure, load
-from aerun.report.common import fitted, not_trained_yet, pct, probe, probe_claim, sse, yardstick_text
+from aerun.report.common import chosen_on_test, fitted, not_trained_yet, pct, probe, probe_claim, sse, yardstick_text
 from aerun.report.measure import (Context, add_figures, code_measures, figures, manifold_moves, seconds_per_epoch,
                                   split_of, spread)
 from aerun.report.parts import part
@@ -97,8 +97,10 @@ def families_compared(doc: Document, ctx: Context, rows: list[Any], results: dic
     """The families' table, and each family against its twin (and its reference model): the pairs compared."""
     doc.text("Each family is compared with its twin, `experiment=<preset>_twin`: the same layers, output and "
              "optimiser without the family's own part (conf/experiment/ says what each twin lacks), so that a "
-             "difference between the two is that part; and, for reference, with the assignment's model of the "
-             "same code size where there is one.")
+             "difference between the two is that part; the contractive AE and its twin each train at the Adam rate "
+             "the same search on a validation split found for it, so that neither is compared at a rate tuned for "
+             "the other. For reference only, each family is also set beside the assignment's model of the same code "
+             "size where there is one. " + chosen_on_test([f.setting.cfg.model.name for f in rows]))
     doc.table(["model", "code", "epochs", "SSE/image", "probe accuracy", "code unit sd", "‖∂h/∂x‖²_F", "s/epoch"], [
         [f.name, results[f.name][0]["model"]["code_dim"], results[f.name][0]["epoch"], sse(results[f.name]).text(),
          pct(probe(results[f.name])), scale[f.name].text(3),
@@ -146,11 +148,10 @@ def families_code_noise(doc: Document, ctx: Context, rows: list[Any], pairs: lis
         return Spread.of([seed[i][1] for seed in moves[name].code])
 
     if decodes:
-        stick = moves[decodes[0].name].yardstick
         doc.text("Noise in the code, as in part 5: each showcase digit's code plus Gaussian noise at each level, 20 "
                  "draws each, decoded; the share of decoded images that are digit-like, and (below it) their mean SSE "
-                 "to the nearest training digit. " + yardstick_text(stick, 1000) + " The last row adds noise as "
-                 "large as each code's own unit sd.")
+                 "to the nearest training digit. " + yardstick_text(moves[decodes[0].name])
+                 + " The last row adds noise as large as each code's own unit sd.")
         names = [f.name for f in decodes]
         levels = [*[f"{level:g}" for level in CODE_NOISE], "the code's own unit sd"]
         doc.table(["code noise", *names], [[level, *[f"{pct(share(n, i))} ({distance(n, i).text(3)})" for n in names]]

@@ -44,12 +44,15 @@ def section(doc: Document, ctx: Context) -> None:
     doc.text(f"The {setting.cfg.model.code}-d AE reconstructs the test set with SSE/image {sse(results).text()} "
              f"({pca_name(results[0]['pca']['k'])}: {sse(results, 'pca').text()}). Each of the {n} showcase digits "
              "(one of each class) is moved 20 times at each level: in pixel space (clipped to [0, 1], as drawn) and "
-             "in the code space of each seed's AE, decoded. " + yardstick_text(moves.yardstick, 1000))
+             "in the code space of each seed's AE, decoded. " + yardstick_text(moves))
+    doc.table(["control set (never calibrated on)", "images", "digit-like", "bound"],
+              [[c["set"], c["n"], "-" if c["share"] is None else f"{100 * c['share']:.1f} %",
+                c["bound"] or "reported"] for c in moves.controls])
     code = [(Spread.of([seed[i][0] for seed in moves.code]), Spread.of([seed[i][1] for seed in moves.code]))
             for i in range(len(code_levels))]
     doc.table(["image", "level", "digit-like", "SSE to the nearest training digit"], [
         *[[name, "-", f"{100 * share:.0f} %", distance] for name, (share, distance) in moves.references.items()],
-        ["the AE's reconstructions of real test digits (seed 0)", "-", f"{100 * moves.reconstructions[0]:.0f} %",
+        ["the AE's reconstructions of 1,000 test digits (seed 0)", "-", f"{100 * moves.reconstructions[0]:.0f} %",
          moves.reconstructions[1]],
         *[["pixel-space move", level, f"{100 * share:.0f} %", distance]
           for level, (share, distance) in zip(pixel_levels, moves.pixel)],

@@ -121,8 +121,8 @@ def classifier(dataset: Mapping[str, Any], data_dir: Path | str, device: torch.d
         model.load_state_dict(saved["state"])
         info = saved["info"]
     else:
-        print(f"training the feature classifier of {dataset['name']} ({CLASSIFIER_EPOCHS} epochs; once, then "
-              f"cached in {folder})", flush=True)
+        kept = f"once, then kept in {folder}" if Path(data_dir).is_dir() else "for this process: its data has no folder"
+        print(f"training the feature classifier of {dataset['name']} ({CLASSIFIER_EPOCHS} epochs; {kept})", flush=True)
         model, info = train_classifier(train, test, device)
         if Path(data_dir).is_dir():  # a data set made in memory (synthetic) has no folder to keep it in
             with atomic.replacing(path) as f:

@@ -30,6 +30,14 @@ def manifold_notes(levels: Sequence[float], moves: Sequence[Sequence[tuple[float
     return notes
 
 
+def bound_text(bound: str | None) -> str:
+    """report.json's ">= 0.8" as the table's "at least 80 %"; no bound: reported."""
+    if bound is None:
+        return "reported"
+    sign, value = bound.split()
+    return f"{'at least' if sign == '>=' else 'at most'} {100 * float(value):g} %"
+
+
 @part("manifold", "5. Manifold learning", [Sweep("manifold", "manifold")], order=5)
 def section(doc: Document, ctx: Context) -> None:
     setting = ctx.settings["manifold"][0]
@@ -47,7 +55,7 @@ def section(doc: Document, ctx: Context) -> None:
              "in the code space of each seed's AE, decoded. " + yardstick_text(moves))
     doc.table(["control set (never calibrated on)", "images", "digit-like", "bound"],
               [[c["set"], c["n"], "-" if c["share"] is None else f"{100 * c['share']:.1f} %",
-                c["bound"] or "reported"] for c in moves.controls])
+                bound_text(c["bound"])] for c in moves.controls])
     code = [(Spread.of([seed[i][0] for seed in moves.code]), Spread.of([seed[i][1] for seed in moves.code]))
             for i in range(len(code_levels))]
     doc.table(["image", "level", "digit-like", "SSE to the nearest training digit"], [

@@ -165,8 +165,8 @@ def initial_model(cfg: DictConfig, shape: tuple[int, ...]) -> Autoencoder:
     process's random streams left as they were; built once for a config however often it is checked."""
     key = _build_key(cfg, shape)
     if key not in _BUILT:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(cfg.seed)
+        with torch.random.fork_rng(devices=[]):  # the CPU stream; the build draws from it alone
+            torch.random.default_generator.manual_seed(int(cfg.seed))
             model = build(cfg.model.builder, in_shape=shape, **builder_args(cfg.model))
             _BUILT.clear()
             _BUILT[key] = model, torch.get_rng_state()

@@ -18,8 +18,8 @@ import logging
 import os
 import signal
 import threading
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import torch

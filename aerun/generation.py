@@ -286,7 +286,7 @@ def measure(model: Autoencoder, preset: str, dataset: Mapping[str, Any], data_di
             ) -> tuple[dict[str, Any], torch.Tensor]:
     """eval.json's `generation` for n samples of the model, and the samples themselves."""
     sampler = sampler_of(model, asked, preset)
-    test = load_split({**dataset, "classes": None}, "test", data_dir, device)
+    test = load_split(dataset, "test", data_dir, device)  # a one-class run's samples meet its own class's images
     train = load_split(dataset, "train", data_dir, device)
     if not K < n <= len(test):
         raise UserError(f"samples={n} is not allowed; it must be more than {K} and at most the {len(test)} test "

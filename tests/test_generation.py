@@ -165,3 +165,15 @@ def test_eval_samples_is_refused_in_one_line_before_any_work(make_cfg, tmp_path,
         err = capfd.readouterr().err.strip()
         assert ended.value.code == failures.EXIT_USER_ERROR and len(err.splitlines()) == 1 and message in err, err
     assert not (tmp_path / "eval.json").exists()
+
+
+def test_a_one_class_runs_samples_meet_its_own_class(make_cfg, tmp_path, monkeypatch):
+    from aerun.data import load_split
+
+    train(make_cfg("train", [*SMOKE, "model=shallow", "model.hidden=8", "epochs=1", "dataset.classes=[1]"]), tmp_path)
+    ones = len(load_split({"name": "synthetic", "n_train": 1024, "n_test": 256, "seed": 0, "classes": [1]}, "test",
+                          "unused", "cpu"))
+    assert 3 < ones < 256
+    with pytest.raises(UserError, match=f"at most the {ones} test images"):
+        evaluate(tmp_path, "unused", "cpu", samples=ones + 1)
+    assert evaluate(tmp_path, "unused", "cpu", samples=ones)["generation"]["n"] == ones

@@ -34,7 +34,7 @@ from aerun.data.base import Split
 from aerun.errors import UserError
 from aerun.models import CODE_SPACE, SAMPLES, Autoencoder
 from aerun.noise import generator
-from aerun.perimage import encode
+from aerun.perimage import encode, features  # features: any model's `features`, here the classifier's
 
 log = logging.getLogger(__name__)
 
@@ -134,14 +134,6 @@ def classifier(dataset: Mapping[str, Any], data_dir: Path | str, device: torch.d
     return _CLASSIFIERS[key]
 
 
-@torch.no_grad()
-def features(model: Classifier, images: torch.Tensor) -> torch.Tensor:
-    """The classifier's features of images (uint8 pixels or floats in [0, 1]), float64 on the CPU."""
-    device = next(model.parameters()).device
-    return torch.cat([model.features(floats(x.to(device))).double().cpu()
-                      for x in images.split(batch_rows(images.shape[1:]))])
-
-
 class _Given(nn.Module):
     """Features already computed, handed to torchmetrics' FID as its feature extractor."""
 
@@ -169,11 +161,15 @@ def kth_distance(points: torch.Tensor, k: int = K, chunk: int = 1024) -> torch.T
                       for i in range(0, len(points), chunk)])
 
 
-def covered(points: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
+def inside(points: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
+    """Whether each point lies inside at least one ball (centre, radius)."""
+    return torch.cat([(torch.cdist(points[i:i + chunk], centres) <= radii).any(1)
+                      for i in range(0, len(points), chunk)])
+
+
+def covered(points: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor) -> torch.Tensor:
     """The share of `points` inside at least one ball (centre, radius)."""
-    inside = torch.cat([(torch.cdist(points[i:i + chunk], centres) <= radii).any(1)
-                        for i in range(0, len(points), chunk)])
-    return inside.double().mean()
+    return inside(points, centres, radii).double().mean()
 
 
 def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = K) -> tuple[float, float]:
@@ -294,9 +290,9 @@ def measure(model: Autoencoder, preset: str, dataset: Mapping[str, Any], data_di
     net, info = classifier(dataset, data_dir, device)
     samples, about = draw(model, sampler, n, train, seed, components)
     gen = generator(seed, "cpu")
-    real_test = features(net, test.pixels[torch.randperm(len(test), generator=gen)[:n]])
-    real_train = features(net, train.pixels[torch.randperm(len(train), generator=gen)[:n]])
-    fake = features(net, samples)
+    real_test, real_train, fake = (features(net, images).double().cpu() for images in (
+        test.pixels[torch.randperm(len(test), generator=gen)[:n]],
+        train.pixels[torch.randperm(len(train), generator=gen)[:n]], samples))
     precision, recall = precision_recall(real_test, fake)
     precision_real, recall_real = precision_recall(real_test, real_train)
     return {"sampler": sampler, **about, "n": n, "seed": seed, "k": K, "features": info,

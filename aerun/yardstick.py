@@ -33,8 +33,9 @@ import torch
 
 from aerun.data import floats, load_split
 from aerun.errors import UserError
-from aerun.generation import Classifier, classifier, features, kth_distance
+from aerun.generation import Classifier, classifier, inside, kth_distance
 from aerun.noise import generator
+from aerun.perimage import features
 
 FEATURE_K, PIXEL_K = 5, 5
 PIXEL_CALIBRATION = 10_000  # training images whose pixel balls make the data's look (all of them make its features')
@@ -59,7 +60,7 @@ class Yardstick:
         train = load_split({**dataset, "classes": None}, "train", data_dir, device).pixels
         looks = train[torch.randperm(len(train), generator=generator(seed, "cpu"))[:PIXEL_CALIBRATION]
                       .to(train.device)]
-        centres = {"features": features(net, train).float(), "pixels": pixels(looks)}
+        centres = {"features": features(net, train).float().cpu(), "pixels": pixels(looks)}
         radii = {"features": kth_distance(centres["features"], FEATURE_K),
                  "pixels": kth_distance(centres["pixels"], PIXEL_K)}
         about = {"classifier": info, "features": f"{len(train)} training images, k = {FEATURE_K}",
@@ -68,7 +69,7 @@ class Yardstick:
 
     def judge(self, images: torch.Tensor) -> torch.Tensor:
         """Whether each image (uint8 pixels or floats in [0, 1]) is data-like, as a bool tensor on the CPU."""
-        points = {"features": features(self.net, images).float(), "pixels": pixels(images)}
+        points = {"features": features(self.net, images).float().cpu(), "pixels": pixels(images)}
         return inside(points["features"], self.centres["features"], self.radii["features"]) & inside(
             points["pixels"], self.centres["pixels"], self.radii["pixels"])
 
@@ -79,12 +80,6 @@ class Yardstick:
 def pixels(images: torch.Tensor) -> torch.Tensor:
     """Images as points in pixel space: float32 in [0, 1], flattened, on the CPU."""
     return floats(images.cpu()).flatten(1).float()
-
-
-def inside(points: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
-    """Whether each point lies inside at least one ball (centre, radius)."""
-    return torch.cat([(torch.cdist(points[i:i + chunk], centres) <= radii).any(1)
-                      for i in range(0, len(points), chunk)])
 
 
 def shapes(kind: str, n: int, shape: tuple[int, int, int], seed: int) -> torch.Tensor:

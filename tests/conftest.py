@@ -47,6 +47,24 @@ def make_cfg():
 
 
 @pytest.fixture
+def refused(monkeypatch, capfd):
+    """refused(*args): the one line `aerun ARGS`, run in-process, ends with; its exit must be the user-error one."""
+    from aerun import cli, failures
+
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
+
+    def run(*args: str) -> str:
+        monkeypatch.setattr(sys, "argv", ["aerun", *args])
+        with pytest.raises(SystemExit) as ended:
+            cli.main()
+        err = capfd.readouterr().err.strip()
+        assert ended.value.code == failures.EXIT_USER_ERROR and len(err.splitlines()) == 1, err
+        return err
+
+    return run
+
+
+@pytest.fixture
 def straight_and_resumed(make_cfg, tmp_path):
     """train(overrides) straight for 2 epochs, and 1 + 1 resumed: the two checkpoints' model states."""
 

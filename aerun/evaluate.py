@@ -19,7 +19,7 @@ from torch import nn
 
 from aerun import atomic, generation, loggers, ood
 from aerun import checkpoint as ckpt
-from aerun.data import IMAGE_SHAPE, floats, load_split, shape_text, showcase
+from aerun.data import IMAGE_SHAPE, data_key, floats, load_split, shape_text, showcase
 from aerun.errors import UserError
 from aerun.models import PCA, Autoencoder, family
 from aerun.noise import corrupt, generator
@@ -87,7 +87,7 @@ def fitted_pca(dataset: Mapping[str, Any], k: int, data_dir: Path | str, device:
     The full basis is fitted once per data set and process; every k is its top-k slice.
     k is capped at the number of pixels: an overcomplete code is compared with the full basis.
     """
-    key = (json.dumps(dict(dataset), sort_keys=True, default=str), str(Path(data_dir).resolve()), str(device))
+    key = (data_key(dataset, data_dir), str(device))
     if key not in _PCA_CACHE:
         train = load_split(dataset, "train", data_dir, device)
         _PCA_CACHE[key] = PCA(math.prod(train.shape), train.shape).to(device).fit(train.pixels).eval()
@@ -96,10 +96,6 @@ def fitted_pca(dataset: Mapping[str, Any], k: int, data_dir: Path | str, device:
 
 
 _PROBE_CACHE: dict[tuple, tuple[float, Fit]] = {}
-
-
-def _data_key(dataset: Mapping[str, Any], data_dir: Path | str) -> str:
-    return json.dumps(dict(dataset), sort_keys=True, default=str) + str(Path(data_dir).resolve())
 
 
 def code_probe(model: nn.Module, dataset: Mapping[str, Any], data_dir: Path | str,
@@ -117,7 +113,7 @@ def code_probe(model: nn.Module, dataset: Mapping[str, Any], data_dir: Path | st
 def cached_probe(what: str, dataset: Mapping[str, Any], data_dir: Path | str, device: torch.device | str,
                  model: nn.Module) -> tuple[float, Fit]:
     """A probe whose codes depend on the data set alone (PCA-k, raw pixels): fitted once per process."""
-    key = (what, _data_key(dataset, data_dir))
+    key = (what, data_key(dataset, data_dir))
     if key not in _PROBE_CACHE:
         _PROBE_CACHE[key] = code_probe(model, dataset, data_dir, device)
     return _PROBE_CACHE[key]

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from aerun import atomic
-from aerun.data import batch_rows, floats, load_split
+from aerun.data import batch_rows, data_key, floats, load_split
 from aerun.data.base import Split
 from aerun.errors import UserError
 from aerun.models import CODE_SPACE, SAMPLES, Autoencoder
@@ -45,7 +45,7 @@ CLASSIFIER_EPOCHS = 3   # Adam at 1e-3, batches of 128, seed 0: MNIST's test acc
 CLASSIFIER_VERSION = 1  # in the cached file's name: raise it when the classifier or its training changes
 GMM_CODES = 20_000      # training codes the mixture is fitted to (the first ones, in the split's order)
 GMM_ITERATIONS = 200
-_CLASSIFIERS: dict[str, tuple["Classifier", dict[str, Any]]] = {}  # by data key: trained once per process
+_CLASSIFIERS: dict[str, tuple["Classifier", dict[str, Any]]] = {}  # by the data's digest and by its config
 
 
 class Classifier(nn.Module):
@@ -105,6 +105,9 @@ def classifier(dataset: Mapping[str, Any], data_dir: Path | str, device: torch.d
                ) -> tuple[Classifier, dict[str, Any]]:
     """The data set's feature classifier: read from `<data_dir>/classifiers/` when trained before on the same
     training images, else trained now (about a minute for MNIST on two CPU cores) and written there."""
+    asked = data_key({**dataset, "val_size": 0, "classes": None}, data_dir)
+    if asked in _CLASSIFIERS:  # asked for before in this process: no need to read and hash the images again
+        return _CLASSIFIERS[asked]
     train = load_split({**dataset, "val_size": 0, "classes": None}, "train", data_dir, device)
     test = load_split({**dataset, "classes": None}, "test", data_dir, device)
     if train.labels is None:
@@ -130,7 +133,7 @@ def classifier(dataset: Mapping[str, Any], data_dir: Path | str, device: torch.d
                             "classes": model.head.out_features, "info": info}, f)
     info = {**info, "name": f"aerun's {dataset['name']} classifier, {FEATURES}-d penultimate layer",
             "file": key + ".pt"}
-    _CLASSIFIERS[key] = model.to(device).eval(), info
+    _CLASSIFIERS[key] = _CLASSIFIERS[asked] = model.to(device).eval(), info
     return _CLASSIFIERS[key]
 
 

@@ -11,7 +11,7 @@ import importlib
 import pkgutil
 
 from aerun.data.base import (BINARIZE, BINARY_SEED, DATASETS, IMAGE_SHAPE, SPLITS, VAL_SEED, Dataset, Images, Split,
-                             batch_rows, clear_caches, data_shape, dataset, datasets, floats, label_names, load_images,
+                             batch_rows, clear_caches, data_key, data_shape, dataset, datasets, floats, label_names, load_images,
                              load_plugins, load_split, register_dataset, shape_text, showcase)
 
 for _module in pkgutil.iter_modules(__path__):

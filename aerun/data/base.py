@@ -168,6 +168,11 @@ def shape_text(shape: Sequence[int]) -> str:
 BATCH_VALUES = 4096 * 784
 
 
+def data_key(dataset: Mapping[str, Any], data_dir: Path | str) -> str:
+    """A data set's config and folder as one string: what a process caches work on a data set by."""
+    return json.dumps(dict(dataset), sort_keys=True, default=str) + str(Path(data_dir).resolve())
+
+
 def batch_rows(shape: Sequence[int], values: int = BATCH_VALUES) -> int:
     """How many images of `shape` (C, H, W) an evaluation batch takes: 4096 of MNIST's, fewer of larger ones."""
     return max(1, values // max(1, math.prod(shape)))
